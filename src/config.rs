@@ -1,0 +1,112 @@
+//! The engine's limits, retention and timeouts.
+
+use std::time::Duration;
+
+use crate::state::LifecycleKind;
+
+/// Limits, retention and timeouts. [`Config::default`] suits a small
+/// engine; every field can be set.
+///
+/// ```
+/// use graph_lifecycle::{Config, LifecycleKind};
+/// use std::time::Duration;
+/// let cfg = Config::default()
+///     .max_graphs(10_000)
+///     .timeout(LifecycleKind::Import, Some(Duration::from_secs(3600)));
+/// assert_eq!(cfg.job_timeout(LifecycleKind::Import), Some(Duration::from_secs(3600)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Most graphs the engine holds at once (default 100,000).
+    pub max_graphs: usize,
+    /// Most live (Pending or Running) tasks per graph, lifecycle jobs
+    /// included (default 100,000). A forced restart always fits: it ends
+    /// every live task before it adds its own.
+    pub max_live_tasks_per_graph: usize,
+    /// Most terminal tasks kept per graph; the oldest-ended go first
+    /// (default 1,000).
+    pub max_retained_per_graph: usize,
+    /// How long a terminal task is kept after it ended (default: a day).
+    /// `None` keeps tasks until the count bound evicts them.
+    pub retention_age: Option<Duration>,
+    /// Timeouts of lifecycle jobs, by kind, from the job's creation
+    /// (default: none).
+    pub job_timeouts: [Option<Duration>; 6],
+    /// Largest host payload accepted, in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+    /// Largest failure message accepted from the host, in bytes
+    /// (default 4 KiB).
+    pub max_message_bytes: usize,
+    /// Events buffered per subscriber before it is cut off as lagging
+    /// (default 4,096).
+    pub event_buffer: usize,
+    /// Number of registry shards (default 64); more shards, fewer
+    /// collisions between graph creations and lookups.
+    pub shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_graphs: 100_000,
+            max_live_tasks_per_graph: 100_000,
+            max_retained_per_graph: 1_000,
+            retention_age: Some(Duration::from_secs(24 * 3600)),
+            job_timeouts: [None; 6],
+            max_payload_bytes: 1 << 20,
+            max_message_bytes: 4 << 10,
+            event_buffer: 4_096,
+            shards: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_graphs`].
+    pub fn max_graphs(mut self, n: usize) -> Self {
+        self.max_graphs = n;
+        self
+    }
+
+    /// Sets [`Config::max_live_tasks_per_graph`].
+    pub fn max_live_tasks_per_graph(mut self, n: usize) -> Self {
+        self.max_live_tasks_per_graph = n;
+        self
+    }
+
+    /// Sets [`Config::max_retained_per_graph`].
+    pub fn max_retained_per_graph(mut self, n: usize) -> Self {
+        self.max_retained_per_graph = n;
+        self
+    }
+
+    /// Sets [`Config::retention_age`].
+    pub fn retention_age(mut self, age: Option<Duration>) -> Self {
+        self.retention_age = age;
+        self
+    }
+
+    /// Sets the timeout of one lifecycle job kind.
+    pub fn timeout(mut self, kind: LifecycleKind, t: Option<Duration>) -> Self {
+        self.job_timeouts[kind as usize] = t;
+        self
+    }
+
+    /// Sets [`Config::event_buffer`].
+    pub fn event_buffer(mut self, n: usize) -> Self {
+        self.event_buffer = n;
+        self
+    }
+
+    /// Sets [`Config::shards`].
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+
+    /// The timeout of a lifecycle job kind.
+    #[inline]
+    pub fn job_timeout(&self, kind: LifecycleKind) -> Option<Duration> {
+        self.job_timeouts[kind as usize]
+    }
+}

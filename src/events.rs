@@ -1,0 +1,263 @@
+//! Events (SPEC section 8): every committed change, numbered, to any number
+//! of subscribers.
+//!
+//! Each subscriber has a bounded buffer ([`Config::event_buffer`]). Events
+//! are offered without waiting while the graph's lock is held, so the
+//! events of one graph reach every subscriber in commit order, with
+//! increasing sequence numbers. A subscriber whose buffer is full when an
+//! event is offered is **cut off**: it gets no further events, it can
+//! still read what was buffered, and then
+//! [`Subscription::recv`] returns [`EventError::Lagged`] with the sequence
+//! number of the first event it missed. It should resubscribe and re-read
+//! the state it cares about (a snapshot or a query). A dropped
+//! [`Subscription`] is forgotten at the next event. So a slow or dead
+//! subscriber never blocks the core, and memory stays bounded by
+//! `subscribers × event_buffer` events.
+//!
+//! [`Config::event_buffer`]: crate::Config::event_buffer
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::id::{Epoch, GraphKey, JobId};
+use crate::state::GraphState;
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, RwLock};
+use crate::task::{FailReason, TaskKind, TaskStatus};
+use crate::time::Timestamp;
+
+/// A committed change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Unique and increasing: per graph, in commit order. Events of
+    /// different graphs committed at the same moment may arrive in either
+    /// order.
+    pub seq: u64,
+    /// The time of the command that made the change.
+    pub at: Timestamp,
+    /// The graph changed.
+    pub key: GraphKey,
+    /// What changed.
+    pub change: Change,
+}
+
+/// What an [`Event`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The graph was created, Stopped.
+    GraphCreated,
+    /// The graph was removed.
+    GraphRemoved,
+    /// The graph's state (and perhaps its epoch) changed.
+    State {
+        /// The state before.
+        from: GraphState,
+        /// The state after.
+        to: GraphState,
+        /// The epoch after.
+        epoch: Epoch,
+    },
+    /// A task was created or changed status or progress.
+    Task {
+        /// Its id.
+        job: JobId,
+        /// Its kind.
+        kind: TaskKind,
+        /// Its status after the change.
+        status: TaskStatus,
+        /// Its progress after the change.
+        progress: u8,
+        /// Why it failed, if it did.
+        reason: Option<FailReason>,
+    },
+    /// Terminal tasks were evicted (retention by count or age).
+    Evicted {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Why [`Subscription::recv`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The subscriber fell behind and was cut off; `missed` is the sequence
+    /// number of the first event it did not get.
+    #[error("subscriber lagged and was cut off at event {missed}")]
+    Lagged {
+        /// The first missed sequence number.
+        missed: u64,
+    },
+    /// No event arrived in time (or none is waiting, for `try_recv`).
+    #[error("no event")]
+    Empty,
+    /// The engine was dropped and every event read.
+    #[error("the engine is gone")]
+    Closed,
+}
+
+const NOT_CUT: u64 = u64::MAX;
+
+struct Subscriber {
+    tx: Sender<Event>,
+    cut_at: Arc<AtomicU64>,
+}
+
+/// A stream of events. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: Receiver<Event>,
+    cut_at: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    fn map_empty(&self, closed: bool) -> EventError {
+        let cut = self.cut_at.load(Ordering::Acquire);
+        if cut != NOT_CUT {
+            EventError::Lagged { missed: cut }
+        } else if closed {
+            EventError::Closed
+        } else {
+            EventError::Empty
+        }
+    }
+
+    /// Waits for the next event.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Lagged`] once a cut-off subscriber has read its
+    /// buffer; [`EventError::Closed`] when the engine is gone.
+    pub fn recv(&self) -> Result<Event, EventError> {
+        match self.rx.try_recv() {
+            Ok(e) => return Ok(e),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(self.map_empty(true)),
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if self.cut_at.load(Ordering::Acquire) != NOT_CUT {
+            return Err(self.map_empty(false));
+        }
+        self.rx.recv().map_err(|_| self.map_empty(true))
+    }
+
+    /// The next event if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), and [`EventError::Empty`] if none waits.
+    pub fn try_recv(&self) -> Result<Event, EventError> {
+        self.rx
+            .try_recv()
+            .map_err(|e| self.map_empty(e.is_disconnected()))
+    }
+
+    /// Waits at most `timeout` for the next event.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), and [`EventError::Empty`] on time-out.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, EventError> {
+        match self.rx.try_recv() {
+            Ok(e) => return Ok(e),
+            Err(e) if e.is_disconnected() => return Err(self.map_empty(true)),
+            Err(_) => {}
+        }
+        if self.cut_at.load(Ordering::Acquire) != NOT_CUT {
+            return Err(self.map_empty(false));
+        }
+        self.rx
+            .recv_timeout(timeout)
+            .map_err(|e| self.map_empty(e.is_disconnected()))
+    }
+
+    /// Every event buffered now, without waiting.
+    pub fn drain(&self) -> Vec<Event> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Whether this subscriber was cut off for lagging.
+    pub fn is_lagged(&self) -> bool {
+        self.cut_at.load(Ordering::Acquire) != NOT_CUT
+    }
+}
+
+/// The subscriber list and the sequence counter.
+pub(crate) struct EventBus {
+    subs: RwLock<Vec<Subscriber>>,
+    count: AtomicUsize,
+    seq: AtomicU64,
+    buffer: usize,
+}
+
+impl EventBus {
+    pub(crate) fn new(buffer: usize) -> Self {
+        Self {
+            subs: RwLock::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            buffer: buffer.max(1),
+        }
+    }
+
+    /// Whether anyone listens; when not, changes are not even recorded.
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    pub(crate) fn subscribe(&self) -> Subscription {
+        let (tx, rx) = crossbeam_channel::bounded(self.buffer);
+        let cut_at = Arc::new(AtomicU64::new(NOT_CUT));
+        let mut subs = self.subs.write();
+        subs.push(Subscriber {
+            tx,
+            cut_at: cut_at.clone(),
+        });
+        self.count.store(subs.len(), Ordering::Release);
+        Subscription { rx, cut_at }
+    }
+
+    /// Offers the changes of one commit to every subscriber. Called with
+    /// the graph's lock held; never waits on a subscriber.
+    pub(crate) fn publish(&self, key: &GraphKey, at: Timestamp, changes: &mut Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        let n = changes.len() as u64;
+        let first = self.seq.fetch_add(n, Ordering::AcqRel);
+        let mut dead = false;
+        {
+            let subs = self.subs.read();
+            for (i, change) in changes.drain(..).enumerate() {
+                let event = Event {
+                    seq: first + i as u64,
+                    at,
+                    key: key.clone(),
+                    change,
+                };
+                for s in subs.iter() {
+                    if s.cut_at.load(Ordering::Relaxed) != NOT_CUT {
+                        continue;
+                    }
+                    match s.tx.try_send(event.clone()) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            s.cut_at.store(event.seq, Ordering::Release);
+                            dead = true;
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            s.cut_at.store(event.seq, Ordering::Release);
+                            dead = true;
+                        }
+                    }
+                }
+            }
+        }
+        if dead {
+            let mut subs = self.subs.write();
+            // Dropping a cut-off subscriber's sender lets its receiver see
+            // the end of the stream once drained.
+            subs.retain(|s| s.cut_at.load(Ordering::Relaxed) == NOT_CUT);
+            self.count.store(subs.len(), Ordering::Release);
+        }
+    }
+}

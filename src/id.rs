@@ -1,0 +1,273 @@
+//! Names: project ids, graph ids, graph keys, job ids and epochs.
+//!
+//! Project and graph ids are validated on construction: 1 to
+//! [`MAX_ID_LEN`] bytes of ASCII letters, digits, `-` and `_`. Nothing else
+//! is accepted, so an id can be put in a path, a log line or a file name
+//! as it is. Job ids are UUIDs, time-ordered (v7) by default.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+use crate::sync::Arc;
+
+/// Longest project or graph id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// What kind of name a validation error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// A [`ProjectId`].
+    Project,
+    /// A [`GraphId`].
+    Graph,
+    /// A [`JobId`].
+    Job,
+    /// The name of a host task kind ([`crate::TaskKind::Host`]).
+    TaskKind,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKind::Project => "project id",
+            IdKind::Graph => "graph id",
+            IdKind::Job => "job id",
+            IdKind::TaskKind => "task kind",
+        })
+    }
+}
+
+/// Checks `s` against the id rules; on failure the error quotes a safe,
+/// shortened rendering of the input.
+pub(crate) fn validate_name(kind: IdKind, s: &str) -> Result<(), Error> {
+    let reason = if s.is_empty() {
+        "is empty"
+    } else if s.len() > MAX_ID_LEN {
+        "is longer than 64 bytes"
+    } else if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        "may hold only ASCII letters, digits, '-' and '_'"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidId {
+        kind,
+        value: quote_input(s),
+        reason,
+    })
+}
+
+/// A printable, bounded rendering of untrusted input for error messages.
+pub(crate) fn quote_input(s: &str) -> String {
+    const SHOWN: usize = 32;
+    let mut out: String = s
+        .chars()
+        .take(SHOWN)
+        .flat_map(char::escape_default)
+        .collect();
+    if s.chars().nth(SHOWN).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `s` and makes an id of it.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidId`] if `s` is empty, longer than
+            /// [`MAX_ID_LEN`] bytes, or holds a character outside
+            /// `[A-Za-z0-9_-]`.
+            pub fn new(s: &str) -> Result<Self, Error> {
+                validate_name($kind, s)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The id as a string.
+            #[inline]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                Self::new(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", &*self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A project: the tenant that owns graphs. Nothing of one project is
+    /// visible through another.
+    ProjectId,
+    IdKind::Project
+);
+name_type!(
+    /// A graph's id, unique within its project.
+    GraphId,
+    IdKind::Graph
+);
+
+/// The address of a graph: its project and its id.
+///
+/// ```
+/// use graph_lifecycle::GraphKey;
+/// let key = GraphKey::parse("tenant-a", "movies").unwrap();
+/// assert_eq!(key.to_string(), "tenant-a/movies");
+/// assert!(GraphKey::parse("tenant-a", "../etc").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GraphKey {
+    /// The owning project.
+    pub project: ProjectId,
+    /// The graph within it.
+    pub graph: GraphId,
+}
+
+impl GraphKey {
+    /// A key from already validated ids.
+    pub fn new(project: ProjectId, graph: GraphId) -> Self {
+        Self { project, graph }
+    }
+
+    /// Validates both parts and makes a key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] naming the part that is malformed.
+    pub fn parse(project: &str, graph: &str) -> Result<Self, Error> {
+        Ok(Self::new(ProjectId::new(project)?, GraphId::new(graph)?))
+    }
+}
+
+impl fmt::Display for GraphKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.graph)
+    }
+}
+
+impl fmt::Debug for GraphKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GraphKey({self})")
+    }
+}
+
+/// The id of a task or job: a UUID, shown hyphenated.
+///
+/// ```
+/// use graph_lifecycle::JobId;
+/// let id: JobId = "0190b6d8-4f1e-7c3a-9d2b-5e6f7a8b9c0d".parse().unwrap();
+/// assert_eq!(id.to_string(), "0190b6d8-4f1e-7c3a-9d2b-5e6f7a8b9c0d");
+/// assert!("not-a-uuid".parse::<JobId>().is_err());
+/// ```
+// `Hash` is written by hand next to the task table's hasher.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JobId(uuid::Uuid);
+
+impl JobId {
+    /// Wraps a UUID.
+    #[inline]
+    pub const fn from_uuid(u: uuid::Uuid) -> Self {
+        Self(u)
+    }
+
+    /// The UUID.
+    #[inline]
+    pub const fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+
+    /// The id as a `u128`, as used by the engine's internal hashing.
+    #[inline]
+    pub(crate) const fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
+    /// Parses the hyphenated (or simple, braced or URN) form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] for anything that is not a UUID.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        uuid::Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| Error::InvalidId {
+                kind: IdKind::Job,
+                value: quote_input(s),
+                reason: "is not a UUID",
+            })
+    }
+}
+
+impl FromStr for JobId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.0.hyphenated())
+    }
+}
+
+/// A graph's epoch: grows by one at every forced restart. Every task records
+/// the epoch it was created in, and a report whose task belongs to an older
+/// epoch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch of a new graph.
+    pub const ZERO: Epoch = Epoch(0);
+
+    /// The epoch after this one.
+    #[inline]
+    pub const fn next(self) -> Epoch {
+        Epoch(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,194 @@
+//! The job hand-off (SPEC section 7): how lifecycle jobs reach the host's
+//! worker threads.
+//!
+//! The engine owns the sending side of an unbounded `crossbeam-channel`;
+//! the host's workers share [`JobReceiver`]s. A job is sent while its
+//! graph's lock is held, right after its transition committed, so jobs of
+//! one graph arrive in commit order, and sending never blocks.
+//!
+//! The host MUST, for every [`Job`] it receives:
+//!
+//! 1. run it, or report it failed; a job nobody reports stays live until
+//!    its deadline (if its kind has a timeout) or a forced restart;
+//! 2. report on it with [`Engine::report`](crate::Engine::report) and the
+//!    job's [`TaskRef`], which carries the epoch the job was issued in;
+//! 3. treat a [`Error::StaleEpoch`](crate::Error::StaleEpoch) or
+//!    [`Error::TaskTerminal`](crate::Error::TaskTerminal) answer as "this
+//!    work is void": stop, undo what it must, and not report again.
+//!
+//! Workers SHOULD poll [`Job::token`] between units of work: it goes void
+//! the moment the task is failed by a forced restart, cancelled, timed out
+//! or removed, so the worker can stop without a round trip to the engine.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::id::{Epoch, GraphKey, JobId};
+use crate::sync::{Arc, AtomicUsize, Ordering};
+use crate::task::{CancelToken, Payload, TaskKind};
+
+/// The address of a task for a report: graph, id and the epoch it was
+/// created in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskRef {
+    /// The task's graph.
+    pub key: GraphKey,
+    /// The task's id.
+    pub id: JobId,
+    /// The epoch the task was created in.
+    pub epoch: Epoch,
+}
+
+impl TaskRef {
+    /// A reference from its parts (for a host that keeps them apart).
+    pub fn new(key: GraphKey, id: JobId, epoch: Epoch) -> Self {
+        Self { key, id, epoch }
+    }
+}
+
+/// A unit of work for the host: a lifecycle job from the channel, or the
+/// ticket of a host task from
+/// [`Engine::register_task`](crate::Engine::register_task).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Where to report.
+    pub task: TaskRef,
+    /// What to do.
+    pub kind: TaskKind,
+    /// The host's request.
+    pub payload: Payload,
+    /// Goes void when the work is no longer wanted.
+    pub token: CancelToken,
+}
+
+impl Job {
+    /// The job's id.
+    #[inline]
+    pub fn id(&self) -> JobId {
+        self.task.id
+    }
+
+    /// The job's graph.
+    #[inline]
+    pub fn key(&self) -> &GraphKey {
+        &self.task.key
+    }
+
+    /// The epoch the job was issued in.
+    #[inline]
+    pub fn epoch(&self) -> Epoch {
+        self.task.epoch
+    }
+}
+
+/// The engine's side of the channel.
+pub(crate) struct Outbox {
+    tx: Sender<Job>,
+    // Kept so that sending never fails: a job committed just as the last
+    // worker left waits here for the next `JobReceiver`.
+    keep: Receiver<Job>,
+    receivers: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    pub(crate) fn new() -> (Self, JobReceiver) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let receivers = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            tx,
+            keep: rx,
+            receivers,
+        };
+        let first = outbox.receiver();
+        (outbox, first)
+    }
+
+    pub(crate) fn receiver(&self) -> JobReceiver {
+        self.receivers.fetch_add(1, Ordering::AcqRel);
+        JobReceiver {
+            rx: self.keep.clone(),
+            receivers: self.receivers.clone(),
+        }
+    }
+
+    /// Whether any host receiver is alive.
+    #[inline]
+    pub(crate) fn attached(&self) -> bool {
+        self.receivers.load(Ordering::Acquire) > 0
+    }
+
+    /// Hands a job over. Never blocks; cannot fail while the engine holds
+    /// its own receiver.
+    #[inline]
+    pub(crate) fn send(&self, job: Job) {
+        // The channel is unbounded and `keep` holds it open, so `send`
+        // cannot fail; the error arm is unreachable in practice and the
+        // job would only be dropped with the whole engine.
+        let _ = self.tx.send(job);
+    }
+}
+
+/// The workers' side of the job channel. Clone it, one per worker thread.
+///
+/// While at least one `JobReceiver` is alive, operations that emit jobs are
+/// accepted; once all are dropped they fail with
+/// [`Error::NoJobReceiver`](crate::Error::NoJobReceiver), changing nothing.
+/// Jobs committed just before the last receiver went are kept, and a new
+/// receiver from [`Engine::job_receiver`](crate::Engine::job_receiver)
+/// gets them. When the engine is dropped, receivers see the channel close
+/// once it is drained.
+#[derive(Debug)]
+pub struct JobReceiver {
+    rx: Receiver<Job>,
+    receivers: Arc<AtomicUsize>,
+}
+
+impl JobReceiver {
+    /// Blocks until a job arrives, or returns an error once the engine is
+    /// gone and the channel drained.
+    pub fn recv(&self) -> Result<Job, RecvError> {
+        self.rx.recv()
+    }
+
+    /// A job if one is waiting.
+    pub fn try_recv(&self) -> Result<Job, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Waits at most `timeout` for a job.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Job, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Jobs waiting in the channel.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether no job is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// The underlying receiver, for `crossbeam_channel::select!`.
+    pub fn as_crossbeam(&self) -> &Receiver<Job> {
+        &self.rx
+    }
+}
+
+impl Clone for JobReceiver {
+    fn clone(&self) -> Self {
+        self.receivers.fetch_add(1, Ordering::AcqRel);
+        Self {
+            rx: self.rx.clone(),
+            receivers: self.receivers.clone(),
+        }
+    }
+}
+
+impl Drop for JobReceiver {
+    fn drop(&mut self) {
+        self.receivers.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,396 @@
+//! Tasks: what the task table holds (SPEC section 5).
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::id::{Epoch, GraphKey, IdKind, JobId, validate_name};
+use crate::state::LifecycleKind;
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::time::Timestamp;
+
+/// The host's opaque request: bytes the crate stores and hands back but
+/// never reads (an import's paths and format, an algorithm's parameters).
+///
+/// Cloning is cheap (a reference count).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Payload(Option<Arc<[u8]>>);
+
+impl Payload {
+    /// No payload.
+    pub const EMPTY: Payload = Payload(None);
+
+    /// A payload holding `bytes`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        let v: Vec<u8> = bytes.into();
+        if v.is_empty() {
+            Payload(None)
+        } else {
+            Payload(Some(Arc::from(v)))
+        }
+    }
+
+    /// The bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// The number of bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether there are no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(s) if s.len() <= 64 => write!(f, "Payload({s:?})"),
+            _ => write!(f, "Payload({} bytes)", self.len()),
+        }
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Payload::new(s.as_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload::new(v)
+    }
+}
+
+/// The name of a host task kind ("pagerank", "async-query"): validated like
+/// an id.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostKind(Arc<str>);
+
+impl HostKind {
+    /// Validates `name` (1 to 64 bytes of `[A-Za-z0-9_-]`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] for a malformed name.
+    pub fn new(name: &str) -> Result<Self, Error> {
+        validate_name(IdKind::TaskKind, name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HostKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl fmt::Display for HostKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a task does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// Load the graph.
+    Start,
+    /// Unload the graph.
+    Stop,
+    /// The forced restart's job.
+    Restart,
+    /// Import data (details in the payload).
+    Import,
+    /// Export data (details in the payload).
+    Export,
+    /// Clear the graph's data, and its schema too if `clear_metadata`.
+    Clear {
+        /// Whether the schema goes too.
+        clear_metadata: bool,
+    },
+    /// A task of the host's own, registered with
+    /// [`Engine::register_task`](crate::Engine::register_task).
+    Host(HostKind),
+}
+
+impl TaskKind {
+    /// The lifecycle kind, `None` for a host task.
+    #[inline]
+    pub fn lifecycle(&self) -> Option<LifecycleKind> {
+        Some(match self {
+            TaskKind::Start => LifecycleKind::Start,
+            TaskKind::Stop => LifecycleKind::Stop,
+            TaskKind::Restart => LifecycleKind::Restart,
+            TaskKind::Import => LifecycleKind::Import,
+            TaskKind::Export => LifecycleKind::Export,
+            TaskKind::Clear { .. } => LifecycleKind::Clear,
+            TaskKind::Host(_) => return None,
+        })
+    }
+
+    /// A short name: the lifecycle kind's name or the host kind.
+    pub fn name(&self) -> &str {
+        match self {
+            TaskKind::Host(h) => h.as_str(),
+            other => other.lifecycle().map_or("", LifecycleKind::name),
+        }
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskKind::Clear {
+                clear_metadata: true,
+            } => f.write_str("clear(metadata)"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// A task's status. Succeeded, Failed and Cancelled are terminal: a task
+/// that reached one never changes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskStatus {
+    /// Created, not yet reported started.
+    Pending,
+    /// Reported started.
+    Running,
+    /// Ended well.
+    Succeeded,
+    /// Ended badly; the task's [`FailReason`] says why.
+    Failed,
+    /// Cancelled by a caller.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Every status.
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    /// Whether the status is final.
+    #[inline]
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
+    /// A stable lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a task did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// Failed by the forced restart whose job is this.
+    ForceRestarted(JobId),
+    /// A restart job replaced by a newer forced restart, whose job is this.
+    Superseded(JobId),
+    /// Cancelled by a caller.
+    Cancelled,
+    /// Its deadline passed.
+    TimedOut,
+    /// Live when the engine crashed; set by recovery.
+    Interrupted,
+    /// The graph was removed while the task was live.
+    GraphRemoved,
+    /// The host's own message.
+    Host(Arc<str>),
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::ForceRestarted(j) => write!(f, "force-restarted by job {j}"),
+            FailReason::Superseded(j) => write!(f, "superseded by job {j}"),
+            FailReason::Cancelled => f.write_str("cancelled"),
+            FailReason::TimedOut => f.write_str("timed out"),
+            FailReason::Interrupted => f.write_str("interrupted"),
+            FailReason::GraphRemoved => f.write_str("graph removed"),
+            FailReason::Host(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A cheap, shareable flag that goes up when its task is over for any
+/// reason but the worker's own report (forced restart, cancel, timeout,
+/// removal). A worker polls it between units of work and stops early.
+///
+/// ```
+/// # use graph_lifecycle::*;
+/// let (engine, jobs) = Engine::builder().build();
+/// let key = GraphKey::parse("p", "g").unwrap();
+/// engine.create_graph(&key).unwrap();
+/// engine.start(&key).unwrap();
+/// let job = jobs.try_recv().unwrap();
+/// assert!(!job.token.is_void());
+/// engine.force_restart(&key, None).unwrap();
+/// assert!(job.token.is_void());
+/// ```
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the task is over and its work void. One atomic load.
+    #[inline]
+    pub fn is_void(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn fire(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CancelToken").field(&self.is_void()).finish()
+    }
+}
+
+/// A task as the table shows it (a copy; it does not change under you).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Its id.
+    pub id: JobId,
+    /// Its graph.
+    pub key: GraphKey,
+    /// What it does.
+    pub kind: TaskKind,
+    /// The graph's epoch when it was created.
+    pub epoch: Epoch,
+    /// Its status.
+    pub status: TaskStatus,
+    /// 0 to 100.
+    pub progress: u8,
+    /// Whether a caller may cancel it.
+    pub stoppable: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When the host reported it started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal status.
+    pub ended_at: Option<Timestamp>,
+    /// When it times out, if its kind has a timeout.
+    pub deadline: Option<Timestamp>,
+    /// Why it failed or was cancelled.
+    pub reason: Option<FailReason>,
+    /// The host's request.
+    pub payload: Payload,
+}
+
+/// What the host registers for a task of its own.
+///
+/// ```
+/// use graph_lifecycle::{TaskSpec, HostKind};
+/// let spec = TaskSpec::new(HostKind::new("pagerank").unwrap())
+///     .stoppable(true)
+///     .payload("{\"iterations\": 20}");
+/// # let _ = spec;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// Its kind.
+    pub kind: HostKind,
+    /// Whether callers may cancel it (default: yes).
+    pub stoppable: bool,
+    /// Its timeout, if any, from its creation.
+    pub timeout: Option<std::time::Duration>,
+    /// The host's request.
+    pub payload: Payload,
+}
+
+impl TaskSpec {
+    /// A stoppable task of kind `kind`, no timeout, no payload.
+    pub fn new(kind: HostKind) -> Self {
+        Self {
+            kind,
+            stoppable: true,
+            timeout: None,
+            payload: Payload::EMPTY,
+        }
+    }
+
+    /// Sets whether callers may cancel it.
+    pub fn stoppable(mut self, yes: bool) -> Self {
+        self.stoppable = yes;
+        self
+    }
+
+    /// Sets a timeout.
+    pub fn timeout(mut self, d: std::time::Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Sets the payload.
+    pub fn payload(mut self, p: impl Into<Payload>) -> Self {
+        self.payload = p.into();
+        self
+    }
+}
+
+/// A report from the host about one of its tasks or jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The work began (Pending to Running).
+    Started,
+    /// The work is this far, in percent; never backwards, never past 100.
+    /// A progress report on a Pending task also marks it started.
+    Progress(u8),
+    /// The work is done.
+    Succeeded,
+    /// The work failed, with the host's message.
+    Failed(String),
+}
+
+impl Report {
+    /// A stable lower-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Report::Started => "started",
+            Report::Progress(_) => "progress",
+            Report::Succeeded => "succeeded",
+            Report::Failed(_) => "failed",
+        }
+    }
+}

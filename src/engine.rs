@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::events::{Change, EventBus, Subscription};
 use crate::graph::{Effects, GraphData};
 use crate::id::{Epoch, GraphKey, JobId, ProjectId};
-use crate::outbox::{Job, JobReceiver, Outbox, TaskRef};
+use crate::outbox::{Closed, Job, JobReceiver, Lease, Outbox, TaskRef};
 use crate::query::{GraphInfo, GraphSnapshot, Page, Snapshot, TaskQuery, paginate};
 use crate::registry::{GraphCell, InsertError, Registry};
 use crate::state::{GraphState, Operation};
@@ -183,6 +183,28 @@ impl Engine {
         self.0.outbox.receiver()
     }
 
+    /// Shuts the engine down for work: from now on operations that would
+    /// hand over a job fail with [`Error::ShutDown`], and once the workers
+    /// have taken the jobs already committed, their
+    /// [`JobReceiver::recv`] returns an error so their loops end. Waits
+    /// only for commands in flight. Reports, cancels and queries keep
+    /// working, so workers can finish and report what they hold.
+    ///
+    /// ```
+    /// # use graph_lifecycle::*;
+    /// let (engine, jobs) = Engine::builder().build();
+    /// let key = GraphKey::parse("p", "g").unwrap();
+    /// engine.create_graph(&key).unwrap();
+    /// engine.start(&key).unwrap();
+    /// engine.shutdown();
+    /// assert_eq!(engine.stop(&key).unwrap_err().code(), "SHUT_DOWN");
+    /// assert!(jobs.recv().is_ok()); // the start job committed before
+    /// assert!(jobs.recv().is_err()); // then the channel is closed
+    /// ```
+    pub fn shutdown(&self) {
+        self.0.outbox.shutdown();
+    }
+
     /// Subscribes to events (see [`events`](crate::events) for what
     /// happens to a subscriber that falls behind).
     pub fn subscribe(&self) -> Subscription {
@@ -223,18 +245,27 @@ impl Engine {
         if slot.data.removed {
             return Err(Error::GraphNotFound { key: key.clone() });
         }
-        if op.emits_job() && !sh.outbox.attached() {
-            return Err(Error::NoJobReceiver {
-                key: key.clone(),
-                op: op.operation().unwrap_or(Operation::Start),
-            });
-        }
+        // Job-emitting commands hold the outbox open from the check to the
+        // send, so a shutdown can never strand a committed job.
+        let lease = if op.emits_job() {
+            let refused = |closed| {
+                let op = op.operation().unwrap_or(Operation::Start);
+                let key = key.clone();
+                match closed {
+                    Closed::ShutDown => Error::ShutDown { key, op },
+                    Closed::NoReceiver => Error::NoJobReceiver { key, op },
+                }
+            };
+            Some(sh.outbox.lease().map_err(refused)?)
+        } else {
+            None
+        };
         slot.fx.record = sh.events.active();
         let outcome = slot.data.apply(&sh.config, at, op, &mut slot.fx);
         let ticket = slot.fx.ticket.take();
         if outcome.is_ok() {
             cell.publish(&slot.data, &sh.config);
-            self.dispatch(key, at, &mut slot.fx);
+            self.dispatch(key, at, &mut slot.fx, lease.as_ref());
         } else {
             debug_assert!(
                 slot.fx.jobs.is_empty() && slot.fx.void.is_empty() && slot.fx.changes.is_empty()
@@ -246,14 +277,21 @@ impl Engine {
     /// Hands a committed command's effects over, in the order readers rely
     /// on: the state word is already published; tokens go void, then jobs
     /// are sent, then events offered. Called with the graph's lock held.
-    fn dispatch(&self, key: &GraphKey, at: Timestamp, fx: &mut Effects) {
+    fn dispatch(&self, key: &GraphKey, at: Timestamp, fx: &mut Effects, lease: Option<&Lease<'_>>) {
         const KEEP: usize = 1024;
         for token in fx.void.drain(..) {
             token.fire();
         }
-        for job in fx.jobs.drain(..) {
-            self.0.outbox.send(job);
+        // Only job-emitting commands produce jobs, and they hold a lease.
+        if let Some(lease) = lease {
+            for job in fx.jobs.drain(..) {
+                lease.send(job);
+            }
         }
+        debug_assert!(
+            fx.jobs.is_empty(),
+            "a command without a lease emitted a job"
+        );
         self.0.events.publish(key, at, &mut fx.changes);
         // After a big forced restart, give the memory back.
         if fx.void.capacity() > KEEP {
@@ -292,7 +330,7 @@ impl Engine {
             slot.fx.record = sh.events.active();
             let outcome = slot.data.apply(&sh.config, at, &Op::Remove, &mut slot.fx)?;
             cell.publish(&slot.data, &sh.config);
-            self.dispatch(key, at, &mut slot.fx);
+            self.dispatch(key, at, &mut slot.fx, None);
             Ok(outcome)
         })
     }

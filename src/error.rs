@@ -142,6 +142,14 @@ pub enum Error {
         /// The refused operation.
         op: Operation,
     },
+    /// The engine was shut down: it takes no more work that needs a job.
+    #[error("the engine is shut down: {op} of graph {key} is refused")]
+    ShutDown {
+        /// The graph.
+        key: GraphKey,
+        /// The refused operation.
+        op: Operation,
+    },
     /// A job id the id source handed out is in the graph's table already.
     #[error("job id {job} is in use on graph {key}: the id source repeated itself")]
     DuplicateJobId {
@@ -170,6 +178,7 @@ impl Error {
             Error::TooManyGraphs { .. } => "TOO_MANY_GRAPHS",
             Error::TooManyTasks { .. } => "TOO_MANY_TASKS",
             Error::NoJobReceiver { .. } => "NO_JOB_RECEIVER",
+            Error::ShutDown { .. } => "SHUT_DOWN",
             Error::DuplicateJobId { .. } => "DUPLICATE_JOB_ID",
         }
     }
@@ -188,7 +197,9 @@ impl Error {
             | Error::StaleEpoch { .. }
             | Error::ReportRefused { .. } => 409,
             Error::TooManyTasks { .. } => 429,
-            Error::TooManyGraphs { .. } | Error::NoJobReceiver { .. } => 503,
+            Error::TooManyGraphs { .. } | Error::NoJobReceiver { .. } | Error::ShutDown { .. } => {
+                503
+            }
             Error::DuplicateJobId { .. } => 500,
         }
     }
@@ -209,6 +220,7 @@ impl Error {
             | Error::TooManyGraphs { key, .. }
             | Error::TooManyTasks { key, .. }
             | Error::NoJobReceiver { key, .. }
+            | Error::ShutDown { key, .. }
             | Error::DuplicateJobId { key, .. } => Some(key),
         }
     }

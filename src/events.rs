@@ -18,10 +18,11 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::id::{Epoch, GraphKey, JobId};
 use crate::state::GraphState;
+use crate::sync::channel::{self, Receiver, Sender};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, RwLock};
 use crate::task::{FailReason, TaskKind, TaskStatus};
 use crate::time::Timestamp;
@@ -205,7 +206,7 @@ impl EventBus {
     }
 
     pub(crate) fn subscribe(&self) -> Subscription {
-        let (tx, rx) = crossbeam_channel::bounded(self.buffer);
+        let (tx, rx) = channel::bounded(self.buffer);
         let cut_at = Arc::new(AtomicU64::new(NOT_CUT));
         let mut subs = self.subs.write();
         subs.push(Subscriber {

@@ -529,12 +529,14 @@ impl GraphData {
     }
 
     /// The error for a report or cancel on a task that is not live.
-    fn not_live(&self, job: JobId) -> Error {
+    /// `reported` is the epoch a report carried (a cancel carries none: the
+    /// task's own epoch stands in).
+    fn not_live(&self, job: JobId, reported: Option<Epoch>) -> Error {
         match self.done.get(&job) {
             Some(t) if t.epoch < self.epoch => Error::StaleEpoch {
                 key: self.key.clone(),
                 job,
-                reported: t.epoch,
+                reported: reported.unwrap_or(t.epoch),
                 current: self.epoch,
             },
             Some(t) => Error::TaskTerminal {
@@ -559,7 +561,7 @@ impl GraphData {
         fx: &mut Effects,
     ) -> Result<Outcome, Error> {
         let Some(task) = self.live.get(&job) else {
-            return Err(self.not_live(job));
+            return Err(self.not_live(job, Some(epoch)));
         };
         if epoch != task.epoch {
             return Err(Error::StaleEpoch {
@@ -648,7 +650,7 @@ impl GraphData {
         fx: &mut Effects,
     ) -> Result<Outcome, Error> {
         let Some(task) = self.live.get(&job) else {
-            return Err(self.not_live(job));
+            return Err(self.not_live(job, None));
         };
         if !task.stoppable {
             return Err(Error::NotStoppable {

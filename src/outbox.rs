@@ -22,10 +22,11 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
 
 use crate::id::{Epoch, GraphKey, JobId};
-use crate::sync::{Arc, AtomicUsize, Ordering};
+use crate::sync::channel::{self, Receiver, Sender};
+use crate::sync::{Arc, AtomicUsize, Ordering, RwLock};
 use crate::task::{CancelToken, Payload, TaskKind};
 
 /// The address of a task for a report: graph, id and the epoch it was
@@ -84,19 +85,29 @@ impl Job {
 
 /// The engine's side of the channel.
 pub(crate) struct Outbox {
-    tx: Sender<Job>,
+    /// `None` once the engine is shut down: dropping the sender closes the
+    /// channel for the workers once it is drained.
+    tx: RwLock<Option<Sender<Job>>>,
     // Kept so that sending never fails: a job committed just as the last
     // worker left waits here for the next `JobReceiver`.
     keep: Receiver<Job>,
     receivers: Arc<AtomicUsize>,
 }
 
+/// Why the outbox cannot take a job now.
+pub(crate) enum Closed {
+    /// [`Outbox::shutdown`] ran.
+    ShutDown,
+    /// Every host receiver was dropped.
+    NoReceiver,
+}
+
 impl Outbox {
     pub(crate) fn new() -> (Self, JobReceiver) {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = channel::unbounded();
         let receivers = Arc::new(AtomicUsize::new(0));
         let outbox = Outbox {
-            tx,
+            tx: RwLock::new(Some(tx)),
             keep: rx,
             receivers,
         };
@@ -112,20 +123,39 @@ impl Outbox {
         }
     }
 
-    /// Whether any host receiver is alive.
-    #[inline]
-    pub(crate) fn attached(&self) -> bool {
-        self.receivers.load(Ordering::Acquire) > 0
+    /// Holds the sending side open for one command: the caller checks, then
+    /// applies, then sends through the lease. [`shutdown`](Self::shutdown)
+    /// waits for leases out, so a committed job is never lost to it.
+    pub(crate) fn lease(&self) -> Result<Lease<'_>, Closed> {
+        let tx = self.tx.read();
+        if tx.is_none() {
+            return Err(Closed::ShutDown);
+        }
+        if self.receivers.load(Ordering::Acquire) == 0 {
+            return Err(Closed::NoReceiver);
+        }
+        Ok(Lease(tx))
     }
 
+    /// Drops the sending side: workers see the channel close once drained.
+    pub(crate) fn shutdown(&self) {
+        self.tx.write().take();
+    }
+}
+
+/// The outbox, held open for one command.
+pub(crate) struct Lease<'a>(crate::sync::RwLockReadGuard<'a, Option<Sender<Job>>>);
+
+impl Lease<'_> {
     /// Hands a job over. Never blocks; cannot fail while the engine holds
     /// its own receiver.
     #[inline]
     pub(crate) fn send(&self, job: Job) {
         // The channel is unbounded and `keep` holds it open, so `send`
-        // cannot fail; the error arm is unreachable in practice and the
-        // job would only be dropped with the whole engine.
-        let _ = self.tx.send(job);
+        // cannot fail.
+        if let Some(tx) = &*self.0 {
+            let _ = tx.send(job);
+        }
     }
 }
 
@@ -136,8 +166,10 @@ impl Outbox {
 /// [`Error::NoJobReceiver`](crate::Error::NoJobReceiver), changing nothing.
 /// Jobs committed just before the last receiver went are kept, and a new
 /// receiver from [`Engine::job_receiver`](crate::Engine::job_receiver)
-/// gets them. When the engine is dropped, receivers see the channel close
-/// once it is drained.
+/// gets them. After [`Engine::shutdown`](crate::Engine::shutdown), or when
+/// every [`Engine`](crate::Engine) handle is dropped, receivers see the
+/// channel close once it is drained: `recv` returns an error and the
+/// worker's loop ends.
 #[derive(Debug)]
 pub struct JobReceiver {
     rx: Receiver<Job>,
@@ -172,6 +204,7 @@ impl JobReceiver {
     }
 
     /// The underlying receiver, for `crossbeam_channel::select!`.
+    #[cfg(not(loom))]
     pub fn as_crossbeam(&self) -> &Receiver<Job> {
         &self.rx
     }

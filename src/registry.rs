@@ -6,7 +6,10 @@
 //! 1. `projects` (the per-project index), only by create, remove and
 //!    listings;
 //! 2. one shard of the key map, held only to look a graph up (read) or to
-//!    insert or remove it (write), never while waiting for a graph;
+//!    insert or remove it (write); a lookup releases it before the graph's
+//!    mutex is taken, only a removal holds it (and `projects`) while it
+//!    takes the graph's mutex, so that checking the graph's state and
+//!    unlinking it are one step;
 //! 3. one graph's mutex, held for a whole command: apply, then publish the
 //!    state word, fire tokens, send jobs and offer events.
 
@@ -77,8 +80,11 @@ impl GraphCell {
         } else {
             data.next_deadline(cfg)
         };
+        // A deadline saturated at the end of time must not read as "none",
+        // or `expire` would never honour it: it is stored a millisecond
+        // early (an `expire` then finds nothing due and changes nothing).
         self.deadline.store(
-            d.map_or(NO_DEADLINE, Timestamp::as_millis),
+            d.map_or(NO_DEADLINE, |t| t.as_millis().min(NO_DEADLINE - 1)),
             Ordering::Release,
         );
     }

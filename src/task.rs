@@ -247,9 +247,10 @@ impl fmt::Display for FailReason {
     }
 }
 
-/// A cheap, shareable flag that goes up when its task is over for any
-/// reason but the worker's own report (forced restart, cancel, timeout,
-/// removal). A worker polls it between units of work and stops early.
+/// A cheap, shareable flag that goes up when its task ends in any way but
+/// success: a forced restart, a cancel, a timeout, the graph's removal, or
+/// a failure report. A worker polls it between units of work and stops
+/// early.
 ///
 /// ```
 /// # use graph_lifecycle::*;

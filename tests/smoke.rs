@@ -20,7 +20,9 @@ fn force_restart_fails_inflight_import_and_refuses_stale_report() {
     assert!(import.token.is_void() && host.token.is_void());
     let again = engine.force_restart(&key, Some("k1")).unwrap();
     assert!(again.replayed && again.job == r.job);
-    let err = engine.report(&import.task, Report::Progress(40)).unwrap_err();
+    let err = engine
+        .report(&import.task, Report::Progress(40))
+        .unwrap_err();
     assert_eq!(err.code(), "STALE_EPOCH");
     let restart = jobs.try_recv().unwrap();
     assert_eq!(restart.id(), r.job);

@@ -1,0 +1,83 @@
+//! Memory per retained terminal task (without a host payload) and per
+//! graph, measured with a counting global allocator.
+//!
+//! Run with `cargo bench --bench memory`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use graph_lifecycle::{Config, Engine, GraphKey, HostKind, Report, TaskSpec};
+
+/// Counts live heap bytes.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n_tasks: usize = if full { 100_000 } else { 1_000 };
+    let n_graphs: usize = if full { 10_000 } else { 100 };
+
+    // Per retained terminal task: one graph retaining every task.
+    let config = Config::default().max_retained_per_graph(n_tasks).retention_age(None);
+    let (engine, jobs) = Engine::builder().config(config).build();
+    let key = GraphKey::parse("bench", "tasks").expect("key");
+    engine.create_graph(&key).expect("create");
+    engine.start(&key).expect("start");
+    let job = jobs.try_recv().expect("job");
+    engine.report(&job.task, Report::Succeeded).expect("report");
+    let kind = HostKind::new("algo").expect("kind");
+    // Counted: the tasks and the table's growth to hold them.
+    let before = live();
+    for _ in 0..n_tasks {
+        let t = engine.register_task(&key, TaskSpec::new(kind.clone())).expect("register");
+        engine.report(&t.task, Report::Succeeded).expect("report");
+    }
+    let info = engine.graph_info(&key).expect("info");
+    assert_eq!(info.retained_tasks, n_tasks.min(info.retained_tasks));
+    let per_task = (live() - before) as f64 / info.retained_tasks as f64;
+    println!(
+        "bytes per retained terminal task: {per_task:.1} ({} tasks retained)",
+        info.retained_tasks
+    );
+
+    // Per graph: Stopped graphs with empty tables.
+    let (engine, _jobs) = Engine::builder().build();
+    let keys: Vec<_> = (0..n_graphs)
+        .map(|i| GraphKey::parse("bench", &format!("graph-{i:06}")).expect("key"))
+        .collect();
+    let before = live();
+    for k in &keys {
+        engine.create_graph(k).expect("create");
+    }
+    let per_graph = (live() - before) as f64 / n_graphs as f64;
+    println!("bytes per graph (empty task table, key included): {per_graph:.1} ({n_graphs} graphs)");
+}

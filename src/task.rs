@@ -227,8 +227,6 @@ pub enum FailReason {
     TimedOut,
     /// Live when the engine crashed; set by recovery.
     Interrupted,
-    /// The graph was removed while the task was live.
-    GraphRemoved,
     /// The host's own message.
     Host(Arc<str>),
 }
@@ -241,7 +239,6 @@ impl fmt::Display for FailReason {
             FailReason::Cancelled => f.write_str("cancelled"),
             FailReason::TimedOut => f.write_str("timed out"),
             FailReason::Interrupted => f.write_str("interrupted"),
-            FailReason::GraphRemoved => f.write_str("graph removed"),
             FailReason::Host(m) => f.write_str(m),
         }
     }

@@ -10,7 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use graph_lifecycle::{Config, Engine, GraphKey, GraphState, HostKind, JobReceiver, Report, TaskSpec};
+use graph_lifecycle::{
+    Config, Engine, GraphKey, GraphState, HostKind, JobReceiver, Report, TaskSpec,
+};
 
 fn key(i: usize) -> GraphKey {
     GraphKey::parse(&format!("project-{}", i % 4), &format!("graph-{i}")).expect("valid key")
@@ -40,8 +42,11 @@ fn state_read(c: &mut Criterion) {
     let (engine, _jobs, keys) = running_engine(1_000, Config::default());
     let handle = engine.graph(&keys[500]).expect("graph");
     let raw = AtomicU8::new(GraphState::Running.code());
-    let map: RwLock<HashMap<GraphKey, GraphState>> =
-        RwLock::new(keys.iter().map(|k| (k.clone(), GraphState::Running)).collect());
+    let map: RwLock<HashMap<GraphKey, GraphState>> = RwLock::new(
+        keys.iter()
+            .map(|k| (k.clone(), GraphState::Running))
+            .collect(),
+    );
     let k = keys[500].clone();
 
     let mut g = c.benchmark_group("state_read");
@@ -49,11 +54,15 @@ fn state_read(c: &mut Criterion) {
         b.iter(|| GraphState::from_code(black_box(&raw).load(Ordering::Acquire)))
     });
     g.bench_function("handle", |b| b.iter(|| black_box(&handle).state()));
-    g.bench_function("handle_serves_queries", |b| b.iter(|| black_box(&handle).serves_queries()));
+    g.bench_function("handle_serves_queries", |b| {
+        b.iter(|| black_box(&handle).serves_queries())
+    });
     g.bench_function("baseline_rwlock_hashmap", |b| {
         b.iter(|| map.read().expect("lock").get(black_box(&k)).copied())
     });
-    g.bench_function("registry_by_key", |b| b.iter(|| engine.state(black_box(&k))));
+    g.bench_function("registry_by_key", |b| {
+        b.iter(|| engine.state(black_box(&k)))
+    });
     g.finish();
 }
 
@@ -61,8 +70,12 @@ fn state_read(c: &mut Criterion) {
 fn cycle(engine: &Engine, k: &GraphKey) {
     let job = engine.register_task(k, spec()).expect("register");
     engine.report(&job.task, Report::Started).expect("started");
-    engine.report(&job.task, Report::Progress(50)).expect("progress");
-    engine.report(&job.task, Report::Succeeded).expect("succeeded");
+    engine
+        .report(&job.task, Report::Progress(50))
+        .expect("progress");
+    engine
+        .report(&job.task, Report::Succeeded)
+        .expect("succeeded");
 }
 
 /// 2. Task cycle on one graph, and spread over 1,000 graphs.

@@ -59,7 +59,7 @@ fn print(name: &str, s: &Stats) {
 
 /// One operation on another graph: a task cycle step or a state read.
 fn other_op(engine: &Engine, k: &GraphKey, i: usize) {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         let job = engine.register_task(k, spec()).expect("register");
         engine.report(&job.task, Report::Succeeded).expect("report");
     } else {
@@ -121,7 +121,10 @@ fn other_graphs_during_restart(rounds: usize, tasks: usize) {
             assert_eq!(r.failed, tasks);
             let job = engine.task(&big, r.job).expect("restart task");
             engine
-                .report(&graph_lifecycle::TaskRef::new(big.clone(), job.id, job.epoch), Report::Succeeded)
+                .report(
+                    &graph_lifecycle::TaskRef::new(big.clone(), job.id, job.epoch),
+                    Report::Succeeded,
+                )
                 .expect("restart done");
         }
         done.store(true, Ordering::Release);
@@ -196,15 +199,25 @@ fn hand_off(rounds: usize) {
         ack_rx.recv().expect("ack");
     }
     let base_samples = base.join().expect("baseline");
-    print("hand-off, force_restart return -> worker", &stats(engine_samples));
-    print("hand-off, bare crossbeam send -> recv (baseline)", &stats(base_samples));
+    print(
+        "hand-off, force_restart return -> worker",
+        &stats(engine_samples),
+    );
+    print(
+        "hand-off, bare crossbeam send -> recv (baseline)",
+        &stats(base_samples),
+    );
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: keep
     // that run short.
     let full = std::env::args().any(|a| a == "--bench");
-    let (rounds, tasks, handoffs) = if full { (20, 100_000, 20_000) } else { (1, 1_000, 100) };
+    let (rounds, tasks, handoffs) = if full {
+        (20, 100_000, 20_000)
+    } else {
+        (1, 1_000, 100)
+    };
     other_graphs_during_restart(rounds, tasks);
     hand_off(handoffs);
 }

@@ -28,7 +28,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -41,13 +44,9 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let n_tasks: usize = if full { 100_000 } else { 1_000 };
-    let n_graphs: usize = if full { 10_000 } else { 100 };
-
-    // Per retained terminal task: one graph retaining every task.
-    let config = Config::default().max_retained_per_graph(n_tasks).retention_age(None);
+/// Live bytes per retained terminal task when one graph retains `n`.
+fn per_task(n: usize) -> f64 {
+    let config = Config::default().max_retained_per_graph(n).retention_age(None);
     let (engine, jobs) = Engine::builder().config(config).build();
     let key = GraphKey::parse("bench", "tasks").expect("key");
     engine.create_graph(&key).expect("create");
@@ -57,19 +56,24 @@ fn main() {
     let kind = HostKind::new("algo").expect("kind");
     // Counted: the tasks and the table's growth to hold them.
     let before = live();
-    for _ in 0..n_tasks {
+    for _ in 0..n {
         let t = engine.register_task(&key, TaskSpec::new(kind.clone())).expect("register");
         engine.report(&t.task, Report::Succeeded).expect("report");
     }
     let info = engine.graph_info(&key).expect("info");
-    assert_eq!(info.retained_tasks, n_tasks.min(info.retained_tasks));
-    let per_task = (live() - before) as f64 / info.retained_tasks as f64;
-    println!(
-        "bytes per retained terminal task: {per_task:.1} ({} tasks retained)",
-        info.retained_tasks
-    );
+    assert_eq!(info.retained_tasks, n);
+    (live() - before) as f64 / n as f64
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes: &[usize] = if full { &[1_000, 10_000, 60_000, 100_000] } else { &[1_000] };
+    for &n in sizes {
+        println!("bytes per retained terminal task: {:.1} ({n} tasks retained)", per_task(n));
+    }
 
     // Per graph: Stopped graphs with empty tables.
+    let n_graphs: usize = if full { 10_000 } else { 100 };
     let (engine, _jobs) = Engine::builder().build();
     let keys: Vec<_> = (0..n_graphs)
         .map(|i| GraphKey::parse("bench", &format!("graph-{i:06}")).expect("key"))

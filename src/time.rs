@@ -6,48 +6,103 @@
 //! their own sources and get the same state from the same commands.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::id::JobId;
 use crate::sync::{AtomicU64, Ordering};
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Timestamp(u64);
+///
+/// Times saturate at [`Timestamp::MAX`], one millisecond short of
+/// `u64::MAX` (some 584 million years out); that spare value lets an
+/// `Option<Timestamp>` take 8 bytes, which the task table stores three of
+/// per task.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "u64", into = "u64")
+)]
+// Holds the bitwise complement of the milliseconds, never zero.
+pub struct Timestamp(NonZeroU64);
 
 impl Timestamp {
     /// The Unix epoch.
-    pub const ZERO: Timestamp = Timestamp(0);
+    pub const ZERO: Timestamp = Timestamp::from_millis(0);
 
-    /// A timestamp `ms` milliseconds after the Unix epoch.
+    /// The latest representable time: `u64::MAX - 1` milliseconds.
+    pub const MAX: Timestamp = Timestamp(NonZeroU64::MIN);
+
+    /// A timestamp `ms` milliseconds after the Unix epoch (saturating at
+    /// [`Timestamp::MAX`]).
     #[inline]
     pub const fn from_millis(ms: u64) -> Self {
-        Self(ms)
+        match NonZeroU64::new(!ms) {
+            Some(n) => Self(n),
+            None => Self::MAX,
+        }
     }
 
     /// Milliseconds since the Unix epoch.
     #[inline]
     pub const fn as_millis(self) -> u64 {
-        self.0
+        !self.0.get()
     }
 
-    /// This time plus `d`, saturating at the far future.
+    /// This time plus `d`, saturating at [`Timestamp::MAX`].
     #[inline]
     pub fn saturating_add(self, d: Duration) -> Self {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Self(self.0.saturating_add(ms))
+        Self::from_millis(self.as_millis().saturating_add(ms))
     }
 
     /// The time elapsed from `earlier` to `self`, zero if `earlier` is later.
     #[inline]
     pub fn saturating_since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
+        Duration::from_millis(self.as_millis().saturating_sub(earlier.as_millis()))
+    }
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timestamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_millis().cmp(&other.as_millis())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Timestamp").field(&self.as_millis()).finish()
+    }
+}
+
+impl From<u64> for Timestamp {
+    fn from(ms: u64) -> Self {
+        Self::from_millis(ms)
+    }
+}
+
+impl From<Timestamp> for u64 {
+    fn from(t: Timestamp) -> Self {
+        t.as_millis()
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0)
+        write!(f, "{}ms", self.as_millis())
     }
 }
 
@@ -67,7 +122,7 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Timestamp(ms)
+        Timestamp::from_millis(ms)
     }
 }
 
@@ -86,12 +141,12 @@ pub struct ManualClock(AtomicU64);
 impl ManualClock {
     /// A clock showing `t`.
     pub fn new(t: Timestamp) -> Self {
-        Self(AtomicU64::new(t.0))
+        Self(AtomicU64::new(t.as_millis()))
     }
 
     /// Sets the time.
     pub fn set(&self, t: Timestamp) {
-        self.0.store(t.0, Ordering::SeqCst);
+        self.0.store(t.as_millis(), Ordering::SeqCst);
     }
 
     /// Moves the time forward by `d`.
@@ -103,7 +158,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
 }
 

@@ -1,0 +1,555 @@
+//! The routes of the GES management API and their handlers: each one
+//! parses the request, makes one call on the [`Engine`], and renders the
+//! answer. The engine's calls are synchronous and never block (they take
+//! a graph's lock for microseconds and never wait on the host), so the
+//! handlers call them directly on the async runtime's threads.
+//!
+//! | method and path | engine call |
+//! |---|---|
+//! | `POST /v2/{p}/graphs` | [`Engine::create_graph`] |
+//! | `GET /v2/{p}/graphs` | [`Engine::graphs`] |
+//! | `GET /v2/{p}/graphs/{g}` | [`Engine::graph_info`] |
+//! | `DELETE /v2/{p}/graphs/{g}` | [`Engine::remove_graph`] |
+//! | `POST /v2/{p}/graphs/{g}/start` | [`Engine::start_with`] |
+//! | `POST /v2/{p}/graphs/{g}/stop` | [`Engine::stop`] |
+//! | `POST /v2/{p}/graphs/{g}/restart` | [`Engine::force_restart`] |
+//! | `POST /v2/{p}/graphs/{g}/import-graph` | [`Engine::import`] |
+//! | `POST /v2/{p}/graphs/{g}/export-graph` | [`Engine::export`] |
+//! | `POST /v2/{p}/graphs/{g}/clear-graph` | [`Engine::clear`] |
+//! | `GET /v2/{p}/graphs/{g}/jobs/{j}/status` | [`Engine::task`] |
+//! | `GET /v2/{p}/graphs/jobs` | [`Engine::project_tasks`], or [`Engine::tasks`] with `graph_name` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use graph_lifecycle::{Engine, GraphId, GraphKey, JobId, Payload, ProjectId, StatusSet, TaskQuery};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::gate::RequestBody;
+use crate::wire;
+
+/// Names a graph cannot take: they are path segments of other GES
+/// resources under `/v2/{project_id}/graphs/`.
+pub const RESERVED_GRAPH_NAMES: [&str; 6] = [
+    "jobs",
+    "metadatas",
+    "metadata",
+    "backups",
+    "quotas",
+    "scenes",
+];
+
+/// Default page size of the graph list and the task center (GES's).
+pub const DEFAULT_LIMIT: usize = 10;
+/// Largest page size accepted.
+pub const MAX_LIMIT: usize = 1_000;
+
+/// Request limits the gate enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// What the handlers share: the engine, the authenticator, the limits.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The lifecycle core.
+    pub engine: Engine,
+    /// Checks credentials.
+    pub auth: Authenticator,
+    /// Body limits.
+    pub limits: Limits,
+}
+
+/// The whole API: routes, the gate in front of them, the GES error body
+/// for unknown routes and methods, and a panic guard that answers 500.
+pub fn router(state: ApiState) -> Router {
+    let state = Arc::new(state);
+    let graphs = "/v2/{project_id}/graphs";
+    let graph = "/v2/{project_id}/graphs/{graph_id}";
+    Router::new()
+        .route(graphs, get(list_graphs).post(create_graph))
+        .route(&format!("{graphs}/jobs"), get(list_jobs))
+        .route(graph, get(show_graph).delete(delete_graph))
+        .route(&format!("{graph}/start"), post(start_graph))
+        .route(&format!("{graph}/stop"), post(stop_graph))
+        .route(&format!("{graph}/restart"), post(restart_graph))
+        .route(&format!("{graph}/import-graph"), post(import_graph))
+        .route(&format!("{graph}/export-graph"), post(export_graph))
+        .route(&format!("{graph}/clear-graph"), post(clear_graph))
+        .route(&format!("{graph}/jobs/{{job_id}}/status"), get(show_job))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::gate::gate,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A JSON response with this status.
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut r = (status, bytes).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error_code":"GES.7006","error_msg":"the response could not be serialized"}"#,
+        )
+            .into_response(),
+    }
+}
+
+fn ok<T: Serialize>(body: &T) -> ApiResult {
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn job_started(job: JobId) -> ApiResult {
+    ok(&wire::JobIdResponse {
+        job_id: job.to_string(),
+    })
+}
+
+// ---- extractors -----------------------------------------------------------
+
+fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .ok_or_else(|| ApiError::internal(format!("the route has no {name} parameter")))
+}
+
+async fn raw_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
+    RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| ApiError::invalid_parameter("a path parameter is not valid UTF-8"))
+}
+
+/// The validated `{project_id}` of the path.
+pub struct ProjectPath(pub ProjectId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ProjectPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = raw_params(parts).await?;
+        Ok(ProjectPath(ProjectId::new(path_param(
+            &params,
+            "project_id",
+        )?)?))
+    }
+}
+
+/// The validated `{project_id}` and `{graph_id}` of the path.
+pub struct GraphPath(pub GraphKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for GraphPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = raw_params(parts).await?;
+        let key = GraphKey::parse(
+            path_param(&params, "project_id")?,
+            path_param(&params, "graph_id")?,
+        )?;
+        Ok(GraphPath(key))
+    }
+}
+
+/// The validated graph key and `{job_id}` of the path.
+pub struct JobPath(pub GraphKey, pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = raw_params(parts).await?;
+        let key = GraphKey::parse(
+            path_param(&params, "project_id")?,
+            path_param(&params, "graph_id")?,
+        )?;
+        let job = JobId::parse(path_param(&params, "job_id")?)?;
+        Ok(JobPath(key, job))
+    }
+}
+
+/// The request body the gate read.
+pub struct ReqBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqBody {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(ReqBody(
+            parts
+                .extensions
+                .get::<RequestBody>()
+                .map(|b| b.0.clone())
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+impl ReqBody {
+    /// Whether the body says nothing: empty, blank, or `null`.
+    fn is_blank(&self) -> bool {
+        let t = self.0.trim_ascii();
+        t.is_empty() || t == b"null"
+    }
+
+    /// The body as `T`: 400 for anything that is not a JSON object of
+    /// that shape.
+    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if !self.0.trim_ascii().starts_with(b"{") {
+            return Err(ApiError::invalid_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError::invalid_request(format!("malformed request body: {e}")))
+    }
+
+    /// The body as `T`, or `T::default()` when blank.
+    fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.is_blank() {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
+    }
+}
+
+/// The decoded query parameters; a repeated parameter is refused.
+pub struct Query(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::parse(parts.uri.query().unwrap_or(""))
+    }
+}
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for piece in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| {
+                        ApiError::invalid_parameter("a query parameter is not valid UTF-8")
+                    })
+            };
+            let (k, v) = (decode(k)?, decode(v)?);
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "query parameter {} is repeated",
+                    wire_quote(&k)
+                )));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn usize(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(format!(
+                    "{name} must be an integer from 0 to {max}, not {}",
+                    wire_quote(v)
+                ))
+            })
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(ApiError::invalid_parameter(format!(
+                "{name} must be true or false, not {}",
+                wire_quote(v)
+            ))),
+        }
+    }
+}
+
+/// Client input, escaped and shortened, for a message.
+fn wire_quote(s: &str) -> String {
+    let mut out: String = s.chars().take(32).flat_map(char::escape_default).collect();
+    if s.chars().nth(32).is_some() {
+        out.push('…');
+    }
+    format!("\"{out}\"")
+}
+
+// ---- handlers -------------------------------------------------------------
+
+async fn create_graph(
+    State(st): State<Arc<ApiState>>,
+    ProjectPath(project): ProjectPath,
+    body: ReqBody,
+) -> ApiResult {
+    let req: wire::CreateGraphRequest = body.json()?;
+    let name = req.graph.name;
+    if RESERVED_GRAPH_NAMES.contains(&name.as_str()) {
+        return Err(ApiError::invalid_parameter(format!(
+            "graph name \"{name}\" is reserved"
+        )));
+    }
+    let key = GraphKey::new(project, GraphId::new(&name)?);
+    st.engine.create_graph(&key)?;
+    ok(&wire::CreateGraphResponse {
+        id: name.clone(),
+        name,
+    })
+}
+
+async fn list_graphs(
+    State(st): State<Arc<ApiState>>,
+    ProjectPath(project): ProjectPath,
+    q: Query,
+) -> ApiResult {
+    let offset = q.usize("offset", 0, usize::MAX)?;
+    let limit = q.usize("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
+    let page = st.engine.graphs(&project, offset, limit);
+    ok(&wire::ListGraphsResponse {
+        graph_count: page.total,
+        graphs: page.items.iter().map(wire::Graph::from_info).collect(),
+    })
+}
+
+async fn show_graph(State(st): State<Arc<ApiState>>, GraphPath(key): GraphPath) -> ApiResult {
+    let info = st.engine.graph_info(&key)?;
+    ok(&wire::ShowGraphResponse {
+        graph: wire::Graph::from_info(&info),
+    })
+}
+
+async fn delete_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    q: Query,
+) -> ApiResult {
+    // Cloud-only options: checked for form, then ignored.
+    q.bool("keep_backup")?;
+    q.bool("delete_eip")?;
+    st.engine.remove_graph(&key)?;
+    ok(&wire::JobIdResponse {
+        job_id: String::new(),
+    })
+}
+
+async fn start_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    body: ReqBody,
+) -> ApiResult {
+    let req: wire::StartGraphRequest = body.json_or_default()?;
+    let payload = if req.graph_backup_id.is_some() {
+        Payload::new(body.0.to_vec())
+    } else {
+        Payload::EMPTY
+    };
+    job_started(st.engine.start_with(&key, payload)?)
+}
+
+/// An optional body that must be blank or a JSON object.
+fn no_body_expected(body: &ReqBody) -> Result<(), ApiError> {
+    body.json_or_default::<serde_json::Map<String, serde_json::Value>>()
+        .map(drop)
+}
+
+async fn stop_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    body: ReqBody,
+) -> ApiResult {
+    no_body_expected(&body)?;
+    job_started(st.engine.stop(&key)?)
+}
+
+/// The header a client may send to make a restart request safe to
+/// retry: while the restart it started is live, the same key gets the
+/// same job back.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+async fn restart_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    headers: axum::http::HeaderMap,
+    body: ReqBody,
+) -> ApiResult {
+    no_body_expected(&body)?;
+    let idempotency_key =
+        match headers.get(IDEMPOTENCY_HEADER) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::invalid_parameter("the Idempotency-Key header is not ASCII")
+            })?),
+        };
+    job_started(st.engine.force_restart(&key, idempotency_key)?.job)
+}
+
+async fn import_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    body: ReqBody,
+) -> ApiResult {
+    body.json::<wire::ImportGraphRequest>()?;
+    job_started(st.engine.import(&key, body.0.to_vec())?)
+}
+
+async fn export_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    body: ReqBody,
+) -> ApiResult {
+    body.json::<wire::ExportGraphRequest>()?;
+    job_started(st.engine.export(&key, body.0.to_vec())?)
+}
+
+async fn clear_graph(
+    State(st): State<Arc<ApiState>>,
+    GraphPath(key): GraphPath,
+    q: Query,
+    body: ReqBody,
+) -> ApiResult {
+    no_body_expected(&body)?;
+    let clear_metadata = q.bool("clear_metadata")?;
+    job_started(st.engine.clear(&key, clear_metadata)?)
+}
+
+async fn show_job(State(st): State<Arc<ApiState>>, JobPath(key, job): JobPath) -> ApiResult {
+    let task = st.engine.task(&key, job)?;
+    ok(&wire::Job::from_task(&task))
+}
+
+async fn list_jobs(
+    State(st): State<Arc<ApiState>>,
+    ProjectPath(project): ProjectPath,
+    q: Query,
+) -> ApiResult {
+    let mut query = TaskQuery::new()
+        .offset(q.usize("offset", 0, usize::MAX)?)
+        .limit(q.usize("limit", DEFAULT_LIMIT, MAX_LIMIT)?);
+    if let Some(status) = q.get("status") {
+        let statuses = wire::status_filter(status).ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "status must be pending, waiting, running, success or failed, not {}",
+                wire_quote(status)
+            ))
+        })?;
+        query = query.statuses(statuses.iter().copied().collect::<StatusSet>());
+    }
+    let bound = |name: &str| -> Result<Option<wire::TimeBound>, ApiError> {
+        q.get(name)
+            .map(|v| {
+                wire::parse_time_bound(v).ok_or_else(|| {
+                    ApiError::invalid_parameter(format!(
+                        "{name} must be yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss, not {}",
+                        wire_quote(v)
+                    ))
+                })
+            })
+            .transpose()
+    };
+    if let Some(b) = bound("start_time")? {
+        query = query.since(b.start);
+    }
+    if let Some(b) = bound("end_time")? {
+        query = query.until(b.end);
+    }
+    let page = match q.get("graph_name") {
+        None => st.engine.project_tasks(&project, &query),
+        Some(name) => {
+            let key = GraphKey::new(project, GraphId::new(name)?);
+            match st.engine.tasks(&key, &query) {
+                Ok(page) => page,
+                // An unknown graph has no jobs.
+                Err(graph_lifecycle::Error::GraphNotFound { .. }) => graph_lifecycle::Page {
+                    total: 0,
+                    items: Vec::new(),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    ok(&wire::ListJobsResponse {
+        job_count: page.total,
+        job_list: page.items.iter().map(wire::Job::from_task).collect(),
+    })
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::no_route(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::method_not_allowed(method.as_str())
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("the request failed inside the server").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded_and_checked() {
+        let q = Query::parse("limit=5&graph_name=a%2Db&flag=TRUE&x").unwrap();
+        assert_eq!(q.get("graph_name"), Some("a-b"));
+        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(q.usize("limit", 10, 100).unwrap(), 5);
+        assert_eq!(q.usize("offset", 0, 100).unwrap(), 0);
+        assert!(q.bool("flag").unwrap());
+        assert!(!q.bool("absent").unwrap());
+        assert!(q.usize("graph_name", 0, 100).is_err());
+        assert!(Query::parse("limit=1&limit=2").is_err());
+        assert!(Query::parse("a=%FF").is_err());
+        let big = Query::parse("limit=1001&offset=-1").unwrap();
+        assert!(big.usize("limit", 10, MAX_LIMIT).is_err());
+        assert!(big.usize("offset", 0, usize::MAX).is_err());
+    }
+}

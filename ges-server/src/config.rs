@@ -1,0 +1,544 @@
+//! The configuration file (TOML): where to listen, the credentials and
+//! the projects they cover, the engine's limits, and the simulated host.
+//!
+//! Every section and field is optional except the credentials a client
+//! needs; unknown fields are refused, so a typo is an error rather than a
+//! silently ignored setting. `example-config.toml` beside the crate shows
+//! every field.
+//!
+//! ```
+//! let cfg = ges_server::Config::from_toml_str(r#"
+//!     [[auth.tokens]]
+//!     token = "demo-token"
+//!     projects = ["demo"]
+//!
+//!     [simulation.import]
+//!     duration_ms = 4000
+//!     steps = 8
+//! "#).unwrap();
+//! assert_eq!(cfg.simulation.import.steps, 8);
+//! assert_eq!(cfg.auth.max_clock_skew_secs, 900);
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use graph_lifecycle::{LifecycleKind, ProjectId};
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML for this configuration.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is out of range or malformed.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP side.
+    pub server: ServerConfig,
+    /// Credentials.
+    pub auth: AuthConfig,
+    /// The core's limits.
+    pub engine: EngineConfig,
+    /// The simulated engine host.
+    pub simulation: SimulationConfig,
+}
+
+/// `[server]`: the HTTP side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:7480`; port 0 picks a
+    /// free port).
+    pub listen: String,
+    /// Threads serving HTTP (default 2).
+    pub threads: usize,
+    /// Largest request body accepted, in bytes (default 1 MiB); larger
+    /// bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive, in milliseconds
+    /// (default 30,000); slower bodies get 408.
+    pub body_timeout_ms: u64,
+    /// On shutdown, how long live requests and the simulated host's
+    /// jobs may take to finish, in milliseconds (default 10,000).
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7480".to_owned(),
+            threads: 2,
+            max_body_bytes: 1 << 20,
+            body_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[auth]`: who may call, on which projects.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How far a signed request's `X-Sdk-Date` may be from the server's
+    /// clock, in seconds (default 900, fifteen minutes).
+    pub max_clock_skew_secs: u64,
+    /// `X-Auth-Token` bearer tokens.
+    pub tokens: Vec<TokenEntry>,
+    /// AK/SK pairs for `SDK-HMAC-SHA256` signed requests.
+    pub access_keys: Vec<AccessKeyEntry>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 900,
+            tokens: Vec::new(),
+            access_keys: Vec::new(),
+        }
+    }
+}
+
+/// `[[auth.tokens]]`: one bearer token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The token, as sent in `X-Auth-Token`.
+    pub token: String,
+    /// The projects it covers.
+    pub projects: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("token", &"<redacted>")
+            .field("projects", &self.projects)
+            .finish()
+    }
+}
+
+/// `[[auth.access_keys]]`: one AK/SK pair.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyEntry {
+    /// The access key (public: it names the pair).
+    pub ak: String,
+    /// The secret key (signs requests; never sent).
+    pub sk: String,
+    /// The projects it covers.
+    pub projects: Vec<String>,
+}
+
+impl std::fmt::Debug for AccessKeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyEntry")
+            .field("ak", &self.ak)
+            .field("sk", &"<redacted>")
+            .field("projects", &self.projects)
+            .finish()
+    }
+}
+
+/// `[engine]`: the core's limits ([`graph_lifecycle::Config`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most graphs in all (default 10,000).
+    pub max_graphs: usize,
+    /// Most live jobs per graph (default 1,000).
+    pub max_live_tasks_per_graph: usize,
+    /// Most ended jobs kept per graph (default 1,000).
+    pub max_retained_per_graph: usize,
+    /// How long an ended job is kept, in seconds (default a day; 0 keeps
+    /// jobs until the count bound evicts them).
+    pub retention_secs: u64,
+    /// Largest job payload (an import's body), in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+    /// Job timeouts by kind, in seconds (default: none).
+    pub timeouts_secs: PerKind<Option<u64>>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_graphs: 10_000,
+            max_live_tasks_per_graph: 1_000,
+            max_retained_per_graph: 1_000,
+            retention_secs: 24 * 3600,
+            max_payload_bytes: 1 << 20,
+            timeouts_secs: PerKind::default(),
+        }
+    }
+}
+
+/// One value per lifecycle job kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerKind<T> {
+    /// For start jobs.
+    pub start: T,
+    /// For stop jobs.
+    pub stop: T,
+    /// For restart jobs.
+    pub restart: T,
+    /// For import jobs.
+    pub import: T,
+    /// For export jobs.
+    pub export: T,
+    /// For clear jobs.
+    pub clear: T,
+}
+
+impl<T> PerKind<T> {
+    /// The value for `kind`.
+    pub fn get(&self, kind: LifecycleKind) -> &T {
+        match kind {
+            LifecycleKind::Start => &self.start,
+            LifecycleKind::Stop => &self.stop,
+            LifecycleKind::Restart => &self.restart,
+            LifecycleKind::Import => &self.import,
+            LifecycleKind::Export => &self.export,
+            LifecycleKind::Clear => &self.clear,
+        }
+    }
+}
+
+/// How long a simulated job of one kind runs, and in how many steps
+/// (each step ends with a progress report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTiming {
+    /// The whole job, in milliseconds.
+    pub duration_ms: u64,
+    /// Progress reports along the way (at least 1).
+    pub steps: u32,
+}
+
+impl JobTiming {
+    /// A job of `duration_ms` in `steps` steps.
+    pub const fn new(duration_ms: u64, steps: u32) -> Self {
+        Self { duration_ms, steps }
+    }
+}
+
+/// `[simulation]`: the simulated engine host the server carries by
+/// default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// Whether to run it (default yes). Without it and without an engine
+    /// of the embedder's, job-starting calls answer 503.
+    pub enabled: bool,
+    /// Worker threads (default 4).
+    pub workers: usize,
+    /// How often a worker checks whether its job was voided, in
+    /// milliseconds (default 20).
+    pub poll_ms: u64,
+    /// Start jobs (default 2 s in 4 steps).
+    pub start: JobTiming,
+    /// Stop jobs (default 1 s in 2 steps).
+    pub stop: JobTiming,
+    /// Restart jobs (default 3 s in 3 steps).
+    pub restart: JobTiming,
+    /// Import jobs (default 10 s in 10 steps).
+    pub import: JobTiming,
+    /// Export jobs (default 5 s in 5 steps).
+    pub export: JobTiming,
+    /// Clear jobs (default 2 s in 2 steps).
+    pub clear: JobTiming,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            workers: 4,
+            poll_ms: 20,
+            start: JobTiming::new(2_000, 4),
+            stop: JobTiming::new(1_000, 2),
+            restart: JobTiming::new(3_000, 3),
+            import: JobTiming::new(10_000, 10),
+            export: JobTiming::new(5_000, 5),
+            clear: JobTiming::new(2_000, 2),
+        }
+    }
+}
+
+impl SimulationConfig {
+    /// The timing of a job kind.
+    pub fn timing(&self, kind: LifecycleKind) -> JobTiming {
+        match kind {
+            LifecycleKind::Start => self.start,
+            LifecycleKind::Stop => self.stop,
+            LifecycleKind::Restart => self.restart,
+            LifecycleKind::Import => self.import,
+            LifecycleKind::Export => self.export,
+            LifecycleKind::Clear => self.clear,
+        }
+    }
+
+    /// Sets the timing of a job kind.
+    pub fn set_timing(&mut self, kind: LifecycleKind, timing: JobTiming) {
+        *match kind {
+            LifecycleKind::Start => &mut self.start,
+            LifecycleKind::Stop => &mut self.stop,
+            LifecycleKind::Restart => &mut self.restart,
+            LifecycleKind::Import => &mut self.import,
+            LifecycleKind::Export => &mut self.export,
+            LifecycleKind::Clear => &mut self.clear,
+        } = timing;
+    }
+}
+
+/// The longest duration any `*_ms` setting may name: a day.
+pub const MAX_MS: u64 = 86_400_000;
+
+/// Every lifecycle job kind, in a fixed order.
+pub const KINDS: [LifecycleKind; 6] = [
+    LifecycleKind::Start,
+    LifecycleKind::Stop,
+    LifecycleKind::Restart,
+    LifecycleKind::Import,
+    LifecycleKind::Export,
+    LifecycleKind::Clear,
+];
+
+impl Config {
+    /// Parses and checks a configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] for bad TOML or an unknown field,
+    /// [`ConfigError::Invalid`] for a value out of range.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and checks a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml_str`](Self::from_toml_str), and
+    /// [`ConfigError::Read`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Checks every value: ids, ranges, duplicate keys.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.listen_addr()?;
+        let s = &self.server;
+        if s.threads == 0 || s.threads > 256 {
+            return bad(format!("server.threads = {} is not in 1..=256", s.threads));
+        }
+        if s.max_body_bytes == 0 {
+            return bad("server.max_body_bytes must be at least 1".into());
+        }
+        if !(1..=MAX_MS).contains(&s.body_timeout_ms) {
+            return bad(format!("server.body_timeout_ms is not in 1..={MAX_MS}"));
+        }
+        if s.shutdown_grace_ms > MAX_MS {
+            return bad(format!("server.shutdown_grace_ms is over {MAX_MS}"));
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.token.is_empty() || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return bad(format!(
+                    "auth.tokens[{i}]: a token must be non-empty, without blanks or control characters"
+                ));
+            }
+            check_projects(&format!("auth.tokens[{i}]"), &t.projects)?;
+        }
+        let mut aks = std::collections::HashSet::new();
+        for (i, k) in self.auth.access_keys.iter().enumerate() {
+            if k.ak.is_empty() || !k.ak.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                return bad(format!(
+                    "auth.access_keys[{i}]: an access key must be non-empty printable ASCII without ','"
+                ));
+            }
+            if k.sk.is_empty() {
+                return bad(format!("auth.access_keys[{i}]: the secret key is empty"));
+            }
+            if !aks.insert(k.ak.as_str()) {
+                return bad(format!(
+                    "auth.access_keys[{i}]: access key {} repeats",
+                    k.ak
+                ));
+            }
+            check_projects(&format!("auth.access_keys[{i}]"), &k.projects)?;
+        }
+        let e = &self.engine;
+        if e.max_graphs == 0 || e.max_live_tasks_per_graph == 0 {
+            return bad(
+                "engine.max_graphs and engine.max_live_tasks_per_graph must be at least 1".into(),
+            );
+        }
+        let sim = &self.simulation;
+        if sim.enabled && !(1..=256).contains(&sim.workers) {
+            return bad(format!(
+                "simulation.workers = {} is not in 1..=256",
+                sim.workers
+            ));
+        }
+        if !(1..=60_000).contains(&sim.poll_ms) {
+            return bad("simulation.poll_ms is not in 1..=60000".into());
+        }
+        for kind in KINDS {
+            let t = sim.timing(kind);
+            if t.steps == 0 || t.steps > 100 {
+                return bad(format!(
+                    "simulation.{kind}.steps = {} is not in 1..=100",
+                    t.steps
+                ));
+            }
+            if t.duration_ms > MAX_MS {
+                return bad(format!("simulation.{kind}.duration_ms is over {MAX_MS}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listening address.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] if `server.listen` is not `ip:port`.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "server.listen = {:?} is not an ip:port address",
+                self.server.listen
+            ))
+        })
+    }
+
+    /// The core's configuration.
+    pub fn engine_config(&self) -> graph_lifecycle::Config {
+        let e = &self.engine;
+        let mut cfg = graph_lifecycle::Config::default()
+            .max_graphs(e.max_graphs)
+            .max_live_tasks_per_graph(e.max_live_tasks_per_graph)
+            .max_retained_per_graph(e.max_retained_per_graph)
+            .retention_age((e.retention_secs > 0).then(|| Duration::from_secs(e.retention_secs)));
+        cfg.max_payload_bytes = e.max_payload_bytes;
+        for kind in KINDS {
+            cfg = cfg.timeout(kind, e.timeouts_secs.get(kind).map(Duration::from_secs));
+        }
+        cfg
+    }
+}
+
+fn check_projects(what: &str, projects: &[String]) -> Result<(), ConfigError> {
+    if projects.is_empty() {
+        return Err(ConfigError::Invalid(format!("{what}: no projects")));
+    }
+    for p in projects {
+        ProjectId::new(p).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let cfg = Config::from_toml_str("").unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:7480");
+        assert!(cfg.simulation.enabled);
+        assert!(cfg.auth.tokens.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(matches!(
+            Config::from_toml_str("[server]\nlisten_on = \"x\"\n"),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            Config::from_toml_str("[server]\nlisten = \"nowhere\"\n"),
+            Err(ConfigError::Invalid(_))
+        ));
+        let bad_project = "[[auth.tokens]]\ntoken = \"t\"\nprojects = [\"../x\"]\n";
+        assert!(matches!(
+            Config::from_toml_str(bad_project),
+            Err(ConfigError::Invalid(_))
+        ));
+        let repeated = "[[auth.access_keys]]\nak = \"A\"\nsk = \"s\"\nprojects = [\"p\"]\n\
+                        [[auth.access_keys]]\nak = \"A\"\nsk = \"t\"\nprojects = [\"q\"]\n";
+        assert!(matches!(
+            Config::from_toml_str(repeated),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::from_toml_str("[simulation.import]\nduration_ms = 1\nsteps = 0\n"),
+            Err(ConfigError::Invalid(_))
+        ));
+        for huge in [
+            "[server]\nbody_timeout_ms = 9223372036854775807\n",
+            "[server]\nshutdown_grace_ms = 9223372036854775807\n",
+            "[simulation.stop]\nduration_ms = 9223372036854775807\nsteps = 1\n",
+        ] {
+            assert!(matches!(
+                Config::from_toml_str(huge),
+                Err(ConfigError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let cfg = Config::from_toml_str(
+            "[[auth.tokens]]\ntoken = \"hunter2\"\nprojects = [\"p\"]\n\
+             [[auth.access_keys]]\nak = \"AK\"\nsk = \"s3cret\"\nprojects = [\"p\"]\n",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn engine_limits_and_timeouts_reach_the_core() {
+        let cfg = Config::from_toml_str(
+            "[engine]\nmax_graphs = 7\nretention_secs = 0\n[engine.timeouts_secs]\nimport = 60\n",
+        )
+        .unwrap();
+        let core = cfg.engine_config();
+        assert_eq!(core.max_graphs, 7);
+        assert_eq!(core.retention_age, None);
+        assert_eq!(
+            core.job_timeout(LifecycleKind::Import),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(core.job_timeout(LifecycleKind::Start), None);
+    }
+}

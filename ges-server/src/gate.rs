@@ -1,0 +1,182 @@
+//! What every request goes through before its handler: the credential,
+//! the body (bounded in size and time), the signature, and the project
+//! scope.
+//!
+//! 1. The credential is read from the headers; a token is checked at
+//!    once (401 if missing, malformed or wrong).
+//! 2. The body is read: a `Content-Length` over the limit, or a body that
+//!    grows past it, is 413; a body slower than the timeout is 408.
+//! 3. A signature is checked over the method, URI, signed headers and
+//!    body (401).
+//! 4. A path `/v2/{project_id}/...` must name a project the credential
+//!    covers, and an `X-Project-Id` header, if sent, must name the same
+//!    project (403).
+//!
+//! The handler then finds the body ([`RequestBody`]) and the caller
+//! ([`Principal`]) in the request's extensions.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tokio::time::{Instant, timeout_at};
+
+use crate::api::ApiState;
+use crate::auth::{Presented, Principal};
+use crate::error::ApiError;
+
+/// The request body, read and bounded by the gate.
+#[derive(Debug, Clone, Default)]
+pub struct RequestBody(pub Bytes);
+
+/// How much of an oversized body is read and dropped, so that the 413
+/// reaches a client that is still sending; past this the connection is
+/// closed.
+const DRAIN_CAP: usize = 8 << 20;
+
+/// The gate, as an `axum` middleware.
+pub(crate) async fn gate(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    match admit(&st, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let presented = st
+        .auth
+        .present(&parts.headers)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let bytes = read_body(st, &parts.headers, body).await?;
+    let principal: Principal = match presented {
+        Presented::Token(p) => p,
+        Presented::Signed(s) => st
+            .auth
+            .verify_signed(&s, &parts.method, &parts.uri, &parts.headers, &bytes)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?,
+    };
+    if let Some(project) = path_project(parts.uri.path()) {
+        if !principal.covers(&project) {
+            return Err(ApiError::forbidden(format!(
+                "the credential does not cover project {}",
+                shorten(&project)
+            )));
+        }
+        if let Some(header_project) = parts.headers.get("x-project-id")
+            && header_project.as_bytes() != project.as_bytes()
+        {
+            return Err(ApiError::forbidden(
+                "X-Project-Id names another project than the request path",
+            ));
+        }
+    }
+    parts.extensions.insert(principal);
+    parts.extensions.insert(RequestBody(bytes.clone()));
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Reads the whole body, at most `max_body_bytes`, within
+/// `body_timeout`.
+async fn read_body(
+    st: &ApiState,
+    headers: &axum::http::HeaderMap,
+    mut body: Body,
+) -> Result<Bytes, ApiError> {
+    let limit = st.limits.max_body_bytes;
+    let deadline = later(st.limits.body_timeout);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: it
+        // gets the 413 without being asked for the body.
+        let waits = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            drain(body, deadline).await;
+        }
+        return Err(ApiError::body_too_large(limit));
+    }
+    let mut buf = Vec::new();
+    loop {
+        let frame = match timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ApiError::body_timeout()),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::invalid_request(
+                    "the request body could not be read",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain(body, deadline).await;
+                return Err(ApiError::body_too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads and drops what is left of a refused body, up to [`DRAIN_CAP`]
+/// bytes or the deadline.
+async fn drain(mut body: Body, deadline: Instant) {
+    let mut seen = 0usize;
+    while seen < DRAIN_CAP {
+        match timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `d` from now, or a day from now if that is beyond the clock's range.
+fn later(d: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or(now + std::time::Duration::from_secs(86_400))
+}
+
+/// The decoded `{project_id}` of a `/v2/{project_id}/...` path.
+pub(crate) fn path_project(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v2/")?;
+    let raw = rest.split('/').next()?;
+    Some(
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
+    if s.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_is_the_second_path_segment_decoded() {
+        assert_eq!(path_project("/v2/demo/graphs").as_deref(), Some("demo"));
+        assert_eq!(path_project("/v2/de%6Do/graphs").as_deref(), Some("demo"));
+        assert_eq!(path_project("/v2/").as_deref(), Some(""));
+        assert_eq!(path_project("/v1/demo/graphs"), None);
+        assert_eq!(path_project("/"), None);
+    }
+}

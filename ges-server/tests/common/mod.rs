@@ -1,0 +1,213 @@
+//! What the integration tests share: a server on 127.0.0.1 port 0 with a
+//! fast simulated host, and a small JSON client over `ureq`.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use ges_server::{Config, Server, ServerHandle};
+use serde_json::Value;
+
+/// The demo project's token.
+pub const TOKEN: &str = "demo-token";
+/// A token of another project.
+pub const OTHER_TOKEN: &str = "other-token";
+
+/// A configuration for tests: loopback, port 0, two tokens, fast jobs
+/// (import slow enough to be caught in the middle).
+pub fn config(extra: &str) -> Config {
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace_ms = 5000
+
+        [[auth.tokens]]
+        token = "{TOKEN}"
+        projects = ["demo"]
+
+        [[auth.tokens]]
+        token = "{OTHER_TOKEN}"
+        projects = ["other"]
+
+        {extra}
+        "#
+    );
+    let mut cfg = Config::from_toml_str(&text).expect("test configuration");
+    let sim = &mut cfg.simulation;
+    sim.poll_ms = 2;
+    sim.start = ges_server::config::JobTiming::new(60, 2);
+    sim.stop = ges_server::config::JobTiming::new(40, 2);
+    sim.restart = ges_server::config::JobTiming::new(90, 3);
+    sim.import = ges_server::config::JobTiming::new(3_000, 30);
+    sim.export = ges_server::config::JobTiming::new(60, 2);
+    sim.clear = ges_server::config::JobTiming::new(60, 2);
+    cfg
+}
+
+/// A server with [`config`], on its own thread.
+pub fn start(extra: &str) -> ServerHandle {
+    Server::new(config(extra))
+        .bind()
+        .expect("bind 127.0.0.1:0")
+        .spawn()
+        .expect("spawn the server")
+}
+
+/// A JSON client for one server and one token.
+pub struct Client {
+    pub agent: ureq::Agent,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+/// A response: status and JSON body (`Value::Null` if not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The body's `error_code`, if any.
+    pub fn code(&self) -> &str {
+        self.body["error_code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an error status and code, and that the message is there.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected reply {self:?}"
+        );
+        assert!(
+            self.body["error_msg"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "no error_msg in {self:?}"
+        );
+    }
+
+    /// Asserts 200 and returns the body.
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert_eq!(self.status, 200, "unexpected reply {self:?}");
+        self.body
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+impl Client {
+    pub fn new(server: &ServerHandle, token: &str) -> Client {
+        Client {
+            agent: agent(),
+            base: format!("http://{}", server.local_addr()),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    fn finish(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut res = res.expect("the request reached the server");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        Self::finish(req.call())
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        let mut req = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        Self::finish(req.call())
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Reply {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        Self::finish(req.send(body))
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        self.post_raw(path, body.to_string().as_bytes())
+    }
+
+    /// POST with no body at all.
+    pub fn post_empty(&self, path: &str) -> Reply {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        Self::finish(req.send_empty())
+    }
+
+    /// Creates and starts a graph and waits until it runs.
+    pub fn running_graph(&self, project: &str, name: &str) {
+        self.post(
+            &format!("/v2/{project}/graphs"),
+            serde_json::json!({"graph": {"name": name}}),
+        )
+        .ok();
+        let job = self
+            .post_empty(&format!("/v2/{project}/graphs/{name}/start"))
+            .ok();
+        let job = job["job_id"].as_str().expect("job_id").to_owned();
+        self.wait_job(project, name, &job, "success");
+    }
+
+    /// Polls a job until its status is `status`.
+    #[track_caller]
+    pub fn wait_job(&self, project: &str, graph: &str, job: &str, status: &str) -> Value {
+        let path = format!("/v2/{project}/graphs/{graph}/jobs/{job}/status");
+        wait_for(|| {
+            let j = self.get(&path).ok();
+            (j["status"] == status).then_some(j)
+        })
+    }
+
+    /// Polls a graph until its status code is `code`.
+    #[track_caller]
+    pub fn wait_graph(&self, project: &str, graph: &str, code: &str) -> Value {
+        let path = format!("/v2/{project}/graphs/{graph}");
+        wait_for(|| {
+            let g = self.get(&path).ok();
+            (g["graph"]["status"] == code).then_some(g["graph"].clone())
+        })
+    }
+}
+
+/// Polls `f` every 5 ms for at most 10 s.
+#[track_caller]
+pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -46,7 +46,9 @@ fn live() -> isize {
 
 /// Live bytes per retained terminal task when one graph retains `n`.
 fn per_task(n: usize) -> f64 {
-    let config = Config::default().max_retained_per_graph(n).retention_age(None);
+    let config = Config::default()
+        .max_retained_per_graph(n)
+        .retention_age(None);
     let (engine, jobs) = Engine::builder().config(config).build();
     let key = GraphKey::parse("bench", "tasks").expect("key");
     engine.create_graph(&key).expect("create");
@@ -57,7 +59,9 @@ fn per_task(n: usize) -> f64 {
     // Counted: the tasks and the table's growth to hold them.
     let before = live();
     for _ in 0..n {
-        let t = engine.register_task(&key, TaskSpec::new(kind.clone())).expect("register");
+        let t = engine
+            .register_task(&key, TaskSpec::new(kind.clone()))
+            .expect("register");
         engine.report(&t.task, Report::Succeeded).expect("report");
     }
     let info = engine.graph_info(&key).expect("info");
@@ -67,9 +71,16 @@ fn per_task(n: usize) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if full { &[1_000, 10_000, 60_000, 100_000] } else { &[1_000] };
+    let sizes: &[usize] = if full {
+        &[1_000, 10_000, 60_000, 100_000]
+    } else {
+        &[1_000]
+    };
     for &n in sizes {
-        println!("bytes per retained terminal task: {:.1} ({n} tasks retained)", per_task(n));
+        println!(
+            "bytes per retained terminal task: {:.1} ({n} tasks retained)",
+            per_task(n)
+        );
     }
 
     // Per graph: Stopped graphs with empty tables.
@@ -83,5 +94,7 @@ fn main() {
         engine.create_graph(k).expect("create");
     }
     let per_graph = (live() - before) as f64 / n_graphs as f64;
-    println!("bytes per graph (empty task table, key included): {per_graph:.1} ({n_graphs} graphs)");
+    println!(
+        "bytes per graph (empty task table, key included): {per_graph:.1} ({n_graphs} graphs)"
+    );
 }

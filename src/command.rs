@@ -14,7 +14,11 @@ use crate::time::Timestamp;
 
 /// A change to one graph, with everything nondeterministic (time, ids)
 /// inside it.
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize`; ids and
+/// names are validated again when deserialized.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Command {
     /// The graph it applies to.
     pub key: GraphKey,
@@ -25,7 +29,12 @@ pub struct Command {
 }
 
 /// The operation of a [`Command`].
+///
+/// Serialized forms identify a variant by its position: new variants are
+/// only ever added at the end, so a journal written by an older release
+/// replays on a newer one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Op {
     /// Create the graph, Stopped.
     Create,
@@ -97,6 +106,17 @@ pub enum Op {
     /// Fail overdue tasks as timed out and evict terminal tasks past their
     /// retention age, as of the command's time.
     Expire,
+    /// Recovery after a crash: every live task fails as
+    /// [`Interrupted`](crate::FailReason::Interrupted) (its worker died with
+    /// the process) and a graph in a state with a lifecycle job (Starting,
+    /// Stopping, Restarting, Importing, Exporting, Clearing) goes to
+    /// Abnormal, from where it can be stopped, removed or force-restarted.
+    /// A graph with no live task in Stopped, Running or Abnormal is left
+    /// as it is. A durable engine applies it to every graph that needs it
+    /// when it opens (the `journal` module, behind the feature of that
+    /// name); a replica applies it when it takes over from a crashed
+    /// leader.
+    Recover,
 }
 
 impl Op {
@@ -112,7 +132,7 @@ impl Op {
             Op::Clear { .. } => Operation::Clear,
             Op::ForceRestart { .. } => Operation::ForceRestart,
             Op::RegisterTask { .. } => Operation::RegisterTask,
-            Op::Report { .. } | Op::Cancel { .. } | Op::Expire => return None,
+            Op::Report { .. } | Op::Cancel { .. } | Op::Expire | Op::Recover => return None,
         })
     }
 
@@ -157,6 +177,13 @@ pub enum Outcome {
         timed_out: usize,
         /// Terminal tasks evicted for age.
         evicted: usize,
+    },
+    /// A recovery ([`Op::Recover`]) ran.
+    Recovered {
+        /// Live tasks failed as interrupted.
+        interrupted: usize,
+        /// Whether the graph went to Abnormal.
+        abnormal: bool,
     },
 }
 

@@ -4,7 +4,7 @@
 use crate::command::{Command, Op, Outcome, Restart};
 use crate::config::Config;
 use crate::error::Error;
-use crate::events::{Change, EventBus, Subscription};
+use crate::events::{Change, Event, EventBus, Subscription};
 use crate::graph::{Effects, GraphData};
 use crate::id::{Epoch, GraphKey, JobId, ProjectId};
 use crate::outbox::{Closed, Job, JobReceiver, Lease, Outbox, TaskRef};
@@ -14,6 +14,7 @@ use crate::state::{GraphState, Operation};
 use crate::sync::Arc;
 use crate::task::{Payload, Report, TaskInfo, TaskSpec};
 use crate::time::{Clock, IdSource, SystemClock, Timestamp, UuidV7Ids};
+use crate::wal::Journal;
 
 /// Builds an [`Engine`]: configuration, clock and id source.
 ///
@@ -64,6 +65,7 @@ impl EngineBuilder {
             clock: self.clock,
             ids: self.ids,
             outbox,
+            journal: None,
         };
         (Engine(Arc::new(shared)), jobs)
     }
@@ -76,6 +78,8 @@ struct Shared {
     registry: Registry,
     outbox: Outbox,
     events: EventBus,
+    /// The durable journal, if the engine was opened with one.
+    journal: Option<Journal>,
 }
 
 /// The lifecycle core: graphs, their states and their task tables.
@@ -219,7 +223,8 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// Whatever the operation refuses; on error nothing changed.
+    /// Whatever the operation refuses; on error nothing changed (but for
+    /// [`Error::Journal`]: see its documentation).
     pub fn apply(&self, cmd: Command) -> Result<Outcome, Error> {
         self.apply_at(&cmd.key, cmd.at, &cmd.op).map(|(o, _)| o)
     }
@@ -230,12 +235,54 @@ impl Engine {
         at: Timestamp,
         op: &Op,
     ) -> Result<(Outcome, Option<Job>), Error> {
-        let sh = &*self.0;
+        self.apply_logged(key, at, op, None)
+    }
+
+    /// [`apply_at`](Self::apply_at), also copying the command's events into
+    /// `log` (for a recovery report). With a journal: the command is
+    /// encoded and the commit gate taken before the graph's lock; its
+    /// record is buffered under that lock once it committed; and the call
+    /// waits for the record to be durable after the lock is released.
+    fn apply_logged(
+        &self,
+        key: &GraphKey,
+        at: Timestamp,
+        op: &Op,
+        log: Option<&mut Vec<Event>>,
+    ) -> Result<(Outcome, Option<Job>), Error> {
         match op {
             Op::Create => return self.create_at(key, at).map(|()| (Outcome::Created, None)),
             Op::Remove => return self.remove_at(key, at).map(|o| (o, None)),
             _ => {}
         }
+        let mut wal = self
+            .0
+            .journal
+            .as_ref()
+            .map(|j| j.prepare(key, at, op))
+            .transpose()?;
+        let done = self.commit(key, at, op, log, || {
+            if let Some(w) = wal.as_mut() {
+                w.append();
+            }
+        });
+        if let Some(w) = wal {
+            w.finish(self)?;
+        }
+        done
+    }
+
+    /// The apply step under the graph's lock; `committed` runs, still
+    /// under it, once the command changed the graph.
+    fn commit(
+        &self,
+        key: &GraphKey,
+        at: Timestamp,
+        op: &Op,
+        log: Option<&mut Vec<Event>>,
+        committed: impl FnOnce(),
+    ) -> Result<(Outcome, Option<Job>), Error> {
+        let sh = &*self.0;
         let cell = sh
             .registry
             .get(key)
@@ -260,12 +307,22 @@ impl Engine {
         } else {
             None
         };
-        slot.fx.record = sh.events.active();
+        slot.fx.record = sh.events.active() || log.is_some();
         let outcome = slot.data.apply(&sh.config, at, op, &mut slot.fx);
         let ticket = slot.fx.ticket.take();
         if outcome.is_ok() {
+            committed();
             cell.publish(&slot.data, &sh.config);
-            self.dispatch(key, at, &mut slot.fx, lease.as_ref());
+            let changes = log.as_ref().map(|_| slot.fx.changes.clone());
+            let first = self.dispatch(key, at, &mut slot.fx, lease.as_ref());
+            if let (Some(log), Some(changes)) = (log, changes) {
+                log.extend(changes.into_iter().zip(first..).map(|(change, seq)| Event {
+                    seq,
+                    at,
+                    key: key.clone(),
+                    change,
+                }));
+            }
         } else {
             debug_assert!(
                 slot.fx.jobs.is_empty() && slot.fx.void.is_empty() && slot.fx.changes.is_empty()
@@ -277,7 +334,14 @@ impl Engine {
     /// Hands a committed command's effects over, in the order readers rely
     /// on: the state word is already published; tokens go void, then jobs
     /// are sent, then events offered. Called with the graph's lock held.
-    fn dispatch(&self, key: &GraphKey, at: Timestamp, fx: &mut Effects, lease: Option<&Lease<'_>>) {
+    /// Returns the sequence number of the first event.
+    fn dispatch(
+        &self,
+        key: &GraphKey,
+        at: Timestamp,
+        fx: &mut Effects,
+        lease: Option<&Lease<'_>>,
+    ) -> u64 {
         const KEEP: usize = 1024;
         for token in fx.void.drain(..) {
             token.fire();
@@ -292,7 +356,7 @@ impl Engine {
             fx.jobs.is_empty(),
             "a command without a lease emitted a job"
         );
-        self.0.events.publish(key, at, &mut fx.changes);
+        let first = self.0.events.publish(key, at, &mut fx.changes);
         // After a big forced restart, give the memory back.
         if fx.void.capacity() > KEEP {
             fx.void = Vec::new();
@@ -300,39 +364,59 @@ impl Engine {
         if fx.changes.capacity() > KEEP {
             fx.changes = Vec::new();
         }
+        first
     }
 
     fn create_at(&self, key: &GraphKey, at: Timestamp) -> Result<(), Error> {
         let sh = &*self.0;
+        let mut wal = sh
+            .journal
+            .as_ref()
+            .map(|j| j.prepare(key, at, &Op::Create))
+            .transpose()?;
         let cell = Arc::new(GraphCell::new(GraphData::new(key.clone(), at)));
         let announce = || {
+            if let Some(w) = wal.as_mut() {
+                w.append();
+            }
             if sh.events.active() {
                 sh.events.publish(key, at, &mut vec![Change::GraphCreated]);
             }
         };
-        sh.registry
+        let done = sh
+            .registry
             .insert(key, sh.config.max_graphs, cell, announce)
-            .map_err(|e| match e {
-                InsertError::Exists => Error::GraphExists { key: key.clone() },
-                InsertError::Full => Error::TooManyGraphs {
-                    key: key.clone(),
-                    limit: sh.config.max_graphs,
-                },
-            })
+            .map_err(|e| insert_error(key, e, &sh.config));
+        if let Some(w) = wal {
+            w.finish(self)?;
+        }
+        done
     }
 
     fn remove_at(&self, key: &GraphKey, at: Timestamp) -> Result<Outcome, Error> {
         let sh = &*self.0;
+        let mut wal = sh
+            .journal
+            .as_ref()
+            .map(|j| j.prepare(key, at, &Op::Remove))
+            .transpose()?;
         let missing = Error::GraphNotFound { key: key.clone() };
-        sh.registry.remove_if(key, missing, |cell| {
+        let done = sh.registry.remove_if(key, missing, |cell| {
             let mut slot = cell.slot.lock();
             let slot = &mut *slot;
             slot.fx.record = sh.events.active();
             let outcome = slot.data.apply(&sh.config, at, &Op::Remove, &mut slot.fx)?;
+            if let Some(w) = wal.as_mut() {
+                w.append();
+            }
             cell.publish(&slot.data, &sh.config);
             self.dispatch(key, at, &mut slot.fx, None);
             Ok(outcome)
-        })
+        });
+        if let Some(w) = wal {
+            w.finish(self)?;
+        }
+        done
     }
 
     /// Draws the time and a job id, and applies `op(job)`.
@@ -403,8 +487,8 @@ impl Engine {
     pub fn state(&self, key: &GraphKey) -> Result<GraphState, Error> {
         self.0
             .registry
-            .get(key)
-            .and_then(|c| c.status())
+            .with(key, GraphCell::status)
+            .flatten()
             .map(|(s, _)| s)
             .ok_or_else(|| Error::GraphNotFound { key: key.clone() })
     }
@@ -744,6 +828,230 @@ impl Engine {
             })
             .collect();
         Snapshot { graphs }
+    }
+}
+
+// ---- the journal (feature `journal`) ---------------------------------------------
+
+#[cfg(feature = "journal")]
+impl EngineBuilder {
+    /// Opens a durable engine on `storage` (see
+    /// [`journal`](crate::journal)): loads the newest valid snapshot,
+    /// replays the log after it, cuts a torn tail, and recovers: every
+    /// task live at the crash fails as interrupted and every graph in a
+    /// transitional state goes to Abnormal ([`Op::Recover`]). Returns the
+    /// engine, the receiver of its jobs and what recovery did.
+    ///
+    /// Open with the [`Config`] the journal was written with: the replay
+    /// applies the same limits and retention.
+    ///
+    /// ```
+    /// use graph_lifecycle::journal::{Durability, JournalOptions, MemStorage};
+    /// use graph_lifecycle::{Engine, GraphKey};
+    ///
+    /// let disk = MemStorage::new(); // `FileStorage::open(dir)?` on a real disk
+    /// let (engine, jobs, report) = Engine::builder()
+    ///     .open_durable(disk, JournalOptions::new(Durability::SyncEveryCommit))?;
+    /// assert_eq!(report.replayed, 0);
+    /// engine.create_graph(&GraphKey::parse("p", "g")?)?; // durable once it returns
+    /// # drop(jobs);
+    /// # Ok::<(), graph_lifecycle::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalCorrupt`] for a damaged record in the middle of the
+    /// log (see [`Recovery`](crate::journal::Recovery) for the way past
+    /// it); [`Error::Journal`] if the storage fails, or if a record is
+    /// refused on replay (a different configuration).
+    pub fn open_durable(
+        self,
+        storage: impl crate::journal::Storage,
+        options: crate::journal::JournalOptions,
+    ) -> Result<(Engine, JobReceiver, crate::journal::RecoveryReport), Error> {
+        crate::journal::open(self, Box::new(storage), options)
+    }
+}
+
+#[cfg(feature = "journal")]
+impl Engine {
+    fn journal_or_err(&self) -> Result<&Journal, Error> {
+        self.0.journal.as_ref().ok_or_else(|| Error::Journal {
+            detail: "the engine was not opened with a journal".to_owned(),
+        })
+    }
+
+    /// Takes a snapshot of every graph now and compacts the journal: the
+    /// log below the older of the two newest snapshots is deleted. Returns
+    /// the snapshot's LSN (it holds every record below it).
+    ///
+    /// Commands wait while every graph is copied (not while the snapshot
+    /// is written). With [`JournalOptions::snapshot_after_bytes`] the
+    /// engine takes snapshots by itself; a host that would rather not see
+    /// a commit take that time turns them off and calls this from a
+    /// thread of its own.
+    ///
+    /// [`JournalOptions::snapshot_after_bytes`]: crate::journal::JournalOptions::snapshot_after_bytes
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Journal`]: no journal, or the storage failed.
+    pub fn snapshot_journal(&self) -> Result<u64, Error> {
+        let j = self.journal_or_err()?;
+        j.snapshot(|| self.images(), false)?
+            .ok_or_else(|| Error::Journal {
+                detail: "the snapshot was not taken".to_owned(),
+            })
+    }
+
+    /// Writes and syncs every command committed so far, whatever the
+    /// [`Durability`](crate::journal::Durability): for a host on `NoSync`
+    /// that wants a point it can count on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Journal`]: no journal, or the storage failed.
+    pub fn sync_journal(&self) -> Result<(), Error> {
+        self.journal_or_err()?.sync_all()
+    }
+
+    /// The journal's counters, `None` without a journal.
+    pub fn journal_status(&self) -> Option<crate::journal::JournalStatus> {
+        self.0.journal.as_ref().map(Journal::status)
+    }
+
+    /// Copies every graph, in key order, for a snapshot. Called with the
+    /// commit gate held for writing.
+    pub(crate) fn images(&self) -> Vec<crate::graph::GraphImage> {
+        self.0
+            .registry
+            .all()
+            .into_iter()
+            .filter_map(|(_, cell)| {
+                let slot = cell.slot.lock();
+                (!slot.data.removed).then(|| slot.data.image())
+            })
+            .collect()
+    }
+
+    /// Puts a graph loaded from a snapshot in place.
+    pub(crate) fn install(&self, data: GraphData) -> Result<(), Error> {
+        let sh = &*self.0;
+        let key = data.key.clone();
+        let cell = Arc::new(GraphCell::new(data));
+        {
+            let slot = cell.slot.lock();
+            cell.publish(&slot.data, &sh.config);
+        }
+        sh.registry
+            .insert(&key, sh.config.max_graphs, cell, || {})
+            .map_err(|e| insert_error(&key, e, &sh.config))
+    }
+
+    /// Applies a journaled command on open: the same apply step, but no
+    /// job is handed over, no event published and nothing journaled.
+    pub(crate) fn replay(&self, cmd: &Command) -> Result<(), Error> {
+        let sh = &*self.0;
+        let (key, at) = (&cmd.key, cmd.at);
+        let forget = |fx: &mut Effects| {
+            fx.jobs.clear();
+            fx.ticket = None;
+            fx.void.clear();
+            fx.changes.clear();
+        };
+        let missing = || Error::GraphNotFound { key: key.clone() };
+        match &cmd.op {
+            Op::Create => {
+                let cell = Arc::new(GraphCell::new(GraphData::new(key.clone(), at)));
+                sh.registry
+                    .insert(key, sh.config.max_graphs, cell, || {})
+                    .map_err(|e| insert_error(key, e, &sh.config))
+            }
+            Op::Remove => sh.registry.remove_if(key, missing(), |cell| {
+                let mut slot = cell.slot.lock();
+                let slot = &mut *slot;
+                slot.fx.record = false;
+                slot.data.apply(&sh.config, at, &Op::Remove, &mut slot.fx)?;
+                cell.publish(&slot.data, &sh.config);
+                forget(&mut slot.fx);
+                Ok(())
+            }),
+            op => {
+                let cell = sh.registry.get(key).ok_or_else(missing)?;
+                let mut slot = cell.slot.lock();
+                let slot = &mut *slot;
+                if slot.data.removed {
+                    return Err(missing());
+                }
+                slot.fx.record = false;
+                let outcome = slot.data.apply(&sh.config, at, op, &mut slot.fx);
+                if outcome.is_ok() {
+                    cell.publish(&slot.data, &sh.config);
+                }
+                forget(&mut slot.fx);
+                outcome.map(drop)
+            }
+        }
+    }
+
+    /// The engine with its journal, once replay is done.
+    pub(crate) fn attach(self, journal: Journal) -> Result<Engine, Error> {
+        match Arc::try_unwrap(self.0) {
+            Ok(shared) => Ok(Engine(Arc::new(Shared {
+                journal: Some(journal),
+                ..shared
+            }))),
+            Err(_) => Err(Error::Journal {
+                detail: "the engine was shared before its journal was attached".to_owned(),
+            }),
+        }
+    }
+
+    /// Applies [`Op::Recover`] to every graph that needs it, in key order,
+    /// at the clock's time: how many tasks it failed, which graphs went
+    /// Abnormal, and the events. The records are synced once, after the
+    /// last.
+    pub(crate) fn recover_all(&self) -> Result<(usize, Vec<GraphKey>, Vec<Event>), Error> {
+        let j = self.journal_or_err()?;
+        let at = self.0.clock.now();
+        let (mut interrupted, mut abnormal, mut events) = (0, Vec::new(), Vec::new());
+        let mut last = None;
+        for (key, cell) in self.0.registry.all() {
+            if !cell.slot.lock().data.needs_recovery() {
+                continue;
+            }
+            let mut wal = j.prepare(&key, at, &Op::Recover)?;
+            let done = self.commit(&key, at, &Op::Recover, Some(&mut events), || wal.append());
+            if let (
+                Outcome::Recovered {
+                    interrupted: n,
+                    abnormal: a,
+                },
+                _,
+            ) = done?
+            {
+                interrupted += n;
+                if a {
+                    abnormal.push(key);
+                }
+            }
+            // The last record's wait covers every earlier one.
+            last = Some(wal);
+        }
+        if let Some(wal) = last {
+            wal.finish(self)?;
+        }
+        Ok((interrupted, abnormal, events))
+    }
+}
+
+fn insert_error(key: &GraphKey, e: InsertError, config: &Config) -> Error {
+    match e {
+        InsertError::Exists => Error::GraphExists { key: key.clone() },
+        InsertError::Full => Error::TooManyGraphs {
+            key: key.clone(),
+            limit: config.max_graphs,
+        },
     }
 }
 

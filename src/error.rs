@@ -158,6 +158,27 @@ pub enum Error {
         /// The repeated id.
         job: JobId,
     },
+    /// The journal (feature `journal`) could not write, sync or read. After
+    /// a failed write or sync the engine refuses every further command
+    /// with this error until it is opened again; the command that met the
+    /// failure may have changed the engine's memory but is not durable.
+    #[error("journal failure: {detail}")]
+    Journal {
+        /// What failed, with the file and the operating system's error.
+        detail: String,
+    },
+    /// Opening a durable engine found a damaged record in the middle of
+    /// the journal, with intact records after it. Nothing past it is
+    /// applied; `docs/JOURNAL.md` says how an operator proceeds.
+    #[error("journal record at byte {offset} of {file} is corrupt: {detail}")]
+    JournalCorrupt {
+        /// The journal file (a path for a directory journal).
+        file: String,
+        /// The byte offset of the damaged record in that file.
+        offset: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -180,6 +201,8 @@ impl Error {
             Error::NoJobReceiver { .. } => "NO_JOB_RECEIVER",
             Error::ShutDown { .. } => "SHUT_DOWN",
             Error::DuplicateJobId { .. } => "DUPLICATE_JOB_ID",
+            Error::Journal { .. } => "JOURNAL_FAILED",
+            Error::JournalCorrupt { .. } => "JOURNAL_CORRUPT",
         }
     }
 
@@ -197,17 +220,21 @@ impl Error {
             | Error::StaleEpoch { .. }
             | Error::ReportRefused { .. } => 409,
             Error::TooManyTasks { .. } => 429,
-            Error::TooManyGraphs { .. } | Error::NoJobReceiver { .. } | Error::ShutDown { .. } => {
-                503
-            }
-            Error::DuplicateJobId { .. } => 500,
+            Error::TooManyGraphs { .. }
+            | Error::NoJobReceiver { .. }
+            | Error::ShutDown { .. }
+            | Error::Journal { .. } => 503,
+            Error::DuplicateJobId { .. } | Error::JournalCorrupt { .. } => 500,
         }
     }
 
     /// The graph the error is about, if any.
     pub fn graph(&self) -> Option<&GraphKey> {
         match self {
-            Error::InvalidId { .. } | Error::InvalidArgument { .. } => None,
+            Error::InvalidId { .. }
+            | Error::InvalidArgument { .. }
+            | Error::Journal { .. }
+            | Error::JournalCorrupt { .. } => None,
             Error::GraphNotFound { key }
             | Error::GraphExists { key }
             | Error::TaskNotFound { key, .. }

@@ -218,10 +218,11 @@ impl EventBus {
     }
 
     /// Offers the changes of one commit to every subscriber. Called with
-    /// the graph's lock held; never waits on a subscriber.
-    pub(crate) fn publish(&self, key: &GraphKey, at: Timestamp, changes: &mut Vec<Change>) {
+    /// the graph's lock held; never waits on a subscriber. Returns the
+    /// sequence number of the first change.
+    pub(crate) fn publish(&self, key: &GraphKey, at: Timestamp, changes: &mut Vec<Change>) -> u64 {
         if changes.is_empty() {
-            return;
+            return self.seq.load(Ordering::Acquire);
         }
         let n = changes.len() as u64;
         let first = self.seq.fetch_add(n, Ordering::AcqRel);
@@ -260,5 +261,6 @@ impl EventBus {
             subs.retain(|s| s.cut_at.load(Ordering::Relaxed) == NOT_CUT);
             self.count.store(subs.len(), Ordering::Release);
         }
+        first
     }
 }

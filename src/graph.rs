@@ -18,10 +18,16 @@ use crate::outbox::{Job, TaskRef};
 use crate::state::{
     GraphState, JobEnd, LifecycleKind, Operation, Transition, job_outcome, transition,
 };
+use crate::sync::Arc;
 use crate::task::{
-    CancelToken, FailReason, Payload, Report, TaskInfo, TaskKind, TaskSpec, TaskStatus,
+    CancelToken, FailReason, Fence, Payload, Report, TaskInfo, TaskKind, TaskSpec, TaskStatus,
 };
 use crate::time::Timestamp;
+
+#[cfg(feature = "journal")]
+mod image;
+#[cfg(feature = "journal")]
+pub(crate) use image::GraphImage;
 
 /// Hashes job ids by mixing their two halves: ids come from the engine's
 /// id source, never from an attacker, so a keyed hash buys nothing and
@@ -73,6 +79,7 @@ type IdMap<V> = HashMap<JobId, V, BuildHasherDefault<IdHasher>>;
 
 /// A task as the table keeps it.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "journal", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Task {
     pub(crate) id: JobId,
     pub(crate) kind: TaskKind,
@@ -89,6 +96,7 @@ pub(crate) struct Task {
     pub(crate) reason: Option<FailReason>,
     pub(crate) payload: Payload,
     /// Present while the task is live.
+    #[cfg_attr(feature = "journal", serde(skip))]
     pub(crate) token: Option<CancelToken>,
 }
 
@@ -174,6 +182,9 @@ pub(crate) struct GraphData {
     done_order: VecDeque<JobId>,
     /// Deadlines of live tasks.
     deadlines: BTreeSet<(Timestamp, JobId)>,
+    /// Voids the tokens of older epochs, and all of them on removal;
+    /// moved when the registry publishes a commit.
+    pub(crate) fence: Arc<Fence>,
 }
 
 /// The longest idempotency key accepted, in bytes.
@@ -195,6 +206,7 @@ impl GraphData {
             done: IdMap::default(),
             done_order: VecDeque::new(),
             deadlines: BTreeSet::new(),
+            fence: Fence::new(Epoch::ZERO),
         }
     }
 
@@ -299,6 +311,7 @@ impl GraphData {
             Op::Report { job, epoch, report } => self.report(cfg, at, *job, *epoch, report, fx),
             Op::Cancel { job } => self.cancel(cfg, at, *job, fx),
             Op::Expire => Ok(self.expire(cfg, at, fx)),
+            Op::Recover => Ok(self.recover(cfg, at, fx)),
         }
     }
 
@@ -341,7 +354,7 @@ impl GraphData {
             timeout,
             payload,
         } = new;
-        let token = CancelToken::new();
+        let token = CancelToken::new(&self.fence, self.epoch);
         let deadline = timeout.map(|t| at.saturating_add(t));
         let task = Task {
             id: job,
@@ -451,30 +464,65 @@ impl GraphData {
         }
         self.check_fresh_id(job)?;
 
-        // 2. Every live task fails, a live restart as superseded.
+        // 2. Every live task fails, a live restart as superseded. Their
+        // tokens go void all at once when the new epoch is published (the
+        // graph's fence), so none is touched here. Tasks ended by one step
+        // retire in creation order; only the newest `cap` of them can be
+        // retained, so the rest are dropped without being moved.
         let failed = self.live.len();
-        let mut ended: Vec<Task> = Vec::with_capacity(failed);
-        for (_, mut task) in self.live.drain() {
-            task.reason = Some(if task.kind == TaskKind::Restart {
+        let cap = cfg.max_retained_per_graph;
+        let keep_from = if failed <= cap {
+            0
+        } else if cap == 0 {
+            u64::MAX
+        } else {
+            let mut seqs: Vec<u64> = self.live.values().map(|t| t.seq).collect();
+            *seqs.select_nth_unstable(failed - cap).1
+        };
+        let reason = |t: &Task| {
+            if t.kind == TaskKind::Restart {
                 FailReason::Superseded(job)
             } else {
                 FailReason::ForceRestarted(job)
-            });
-            task.status = TaskStatus::Failed;
-            task.ended_at = Some(at);
-            if let Some(token) = task.token.take() {
-                fx.void.push(token);
             }
-            ended.push(task);
-        }
-        // Tasks ended by one step retire in creation order.
-        ended.sort_unstable_by_key(|t| t.seq);
+        };
         if fx.record {
-            fx.changes.extend(ended.iter().map(Task::change));
+            let mut changes: Vec<(u64, Change)> = self
+                .live
+                .values()
+                .map(|t| {
+                    let mut c = t.change();
+                    if let Change::Task {
+                        status, reason: r, ..
+                    } = &mut c
+                    {
+                        *status = TaskStatus::Failed;
+                        *r = Some(reason(t));
+                    }
+                    (t.seq, c)
+                })
+                .collect();
+            changes.sort_unstable_by_key(|(seq, _)| *seq);
+            fx.changes.extend(changes.into_iter().map(|(_, c)| c));
         }
+        // Only the retained tasks move; the others are dropped in place.
+        let mut ended: Vec<Task> = self
+            .live
+            .extract_if(|_, t| t.seq >= keep_from)
+            .map(|(_, mut task)| {
+                task.reason = Some(reason(&task));
+                task.status = TaskStatus::Failed;
+                task.ended_at = Some(at);
+                task.token = None;
+                task
+            })
+            .collect();
+        self.live.clear();
+        ended.sort_unstable_by_key(|t| t.seq);
         self.deadlines.clear();
         self.lifecycle = None;
-        self.retire_all(cfg, ended, fx);
+        let dropped = failed - ended.len();
+        self.retire_bulk(cfg, ended, dropped, fx);
 
         // 3. and 4.
         self.epoch = self.epoch.next();
@@ -698,10 +746,12 @@ impl GraphData {
         if let Some(d) = task.deadline {
             self.deadlines.remove(&(d, job));
         }
-        if let Some(token) = task.token.take()
-            && end != JobEnd::Succeeded
-        {
-            fx.void.push(token);
+        if let Some(token) = task.token.take() {
+            if end == JobEnd::Succeeded {
+                token.settle();
+            } else {
+                fx.void.push(token);
+            }
         }
         fx.record(|| task.change());
         if self.lifecycle == Some(job) {
@@ -731,24 +781,30 @@ impl GraphData {
 
     /// [`retire`](Self::retire) for many tasks at once, in order, without
     /// inserting the ones the count bound would evict at once.
-    fn retire_all(&mut self, cfg: &Config, ended: Vec<Task>, fx: &mut Effects) {
+    fn retire_all(&mut self, cfg: &Config, mut ended: Vec<Task>, fx: &mut Effects) {
+        let skip = ended.len().saturating_sub(cfg.max_retained_per_graph);
+        ended.drain(..skip);
+        self.retire_bulk(cfg, ended, skip, fx);
+    }
+
+    /// Retires `ended` (in order, at most the count bound) after `dropped`
+    /// older tasks of the same step were evicted at once.
+    fn retire_bulk(&mut self, cfg: &Config, ended: Vec<Task>, dropped: usize, fx: &mut Effects) {
         let cap = cfg.max_retained_per_graph;
-        let skip = ended.len().saturating_sub(cap);
-        let mut evicted = skip;
-        if skip > 0 {
-            // Everything retained before is older than what we keep.
-            evicted += self.done.len();
-            self.done.clear();
-            self.done_order.clear();
-        }
-        for task in ended.into_iter().skip(skip) {
+        for task in ended {
             self.done_order.push_back(task.id);
             self.done.insert(task.id, task);
+        }
+        let mut evicted = dropped;
+        while self.done_order.len() > cap {
+            if let Some(id) = self.done_order.pop_front() {
+                self.done.remove(&id);
+                evicted += 1;
+            }
         }
         if evicted > 0 {
             fx.record(|| Change::Evicted { count: evicted });
         }
-        self.evict_over(cap, fx);
     }
 
     fn evict_over(&mut self, cap: usize, fx: &mut Effects) {
@@ -809,18 +865,58 @@ impl GraphData {
         Outcome::Expired { timed_out, evicted }
     }
 
+    /// Recovery after a crash: every live task fails as interrupted (they
+    /// retire in creation order, as after a forced restart), and a graph
+    /// whose lifecycle job was live goes to Abnormal. The epoch stays.
+    fn recover(&mut self, cfg: &Config, at: Timestamp, fx: &mut Effects) -> Outcome {
+        let interrupted = self.live.len();
+        let mut ended: Vec<Task> = Vec::with_capacity(interrupted);
+        for (_, mut task) in self.live.drain() {
+            task.status = TaskStatus::Failed;
+            task.reason = Some(FailReason::Interrupted);
+            task.ended_at = Some(at);
+            if let Some(token) = task.token.take() {
+                fx.void.push(token);
+            }
+            ended.push(task);
+        }
+        ended.sort_unstable_by_key(|t| t.seq);
+        if fx.record {
+            fx.changes.extend(ended.iter().map(Task::change));
+        }
+        self.deadlines.clear();
+        self.lifecycle = None;
+        self.restart_key = None;
+        self.retire_all(cfg, ended, fx);
+        let abnormal = self.state.job_kind().is_some();
+        if abnormal {
+            self.set_state(GraphState::Abnormal, fx);
+        }
+        if interrupted > 0 || abnormal {
+            self.updated_at = at;
+        }
+        Outcome::Recovered {
+            interrupted,
+            abnormal,
+        }
+    }
+
+    /// Whether [`Op::Recover`] would change anything.
+    #[cfg(feature = "journal")]
+    pub(crate) fn needs_recovery(&self) -> bool {
+        !self.live.is_empty() || self.state.job_kind().is_some()
+    }
+
     /// Validates a removal; on success marks the graph removed and voids
     /// its live tasks.
     fn remove(&mut self, at: Timestamp, fx: &mut Effects) -> Result<Outcome, Error> {
         if transition(self.state, Operation::Remove).is_none() {
             return Err(self.refuse(Operation::Remove));
         }
+        // The fence voids every token of the graph when the removal is
+        // published.
         let voided = self.live.len();
-        for (_, mut task) in self.live.drain() {
-            if let Some(token) = task.token.take() {
-                fx.void.push(token);
-            }
-        }
+        self.live.clear();
         self.done.clear();
         self.done_order.clear();
         self.deadlines.clear();

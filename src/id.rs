@@ -78,6 +78,11 @@ macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $kind:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(
+            feature = "serde",
+            derive(serde::Deserialize),
+            serde(try_from = "String")
+        )]
         pub struct $name(Arc<str>);
 
         impl $name {
@@ -124,6 +129,23 @@ macro_rules! name_type {
                 &self.0
             }
         }
+
+        /// Validates like [`new`](Self::new), keeping the string.
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self, Error> {
+                validate_name($kind, &s)?;
+                Ok(Self(Arc::from(s)))
+            }
+        }
+
+        /// A string; deserializing validates it like [`new`](Self::new).
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
     };
 }
 
@@ -148,6 +170,7 @@ name_type!(
 /// assert!(GraphKey::parse("tenant-a", "../etc").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraphKey {
     /// The owning project.
     pub project: ProjectId,
@@ -193,6 +216,11 @@ impl fmt::Debug for GraphKey {
 /// ```
 // `Hash` is written by hand next to the task table's hasher.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct JobId(uuid::Uuid);
 
 impl JobId {
@@ -253,6 +281,11 @@ impl fmt::Debug for JobId {
 /// the epoch it was created in, and a report whose task belongs to an older
 /// epoch is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Epoch(pub u64);
 
 impl Epoch {

@@ -123,6 +123,9 @@
 //! - [`error`]: the error enum.
 //! - [`config`]: limits, retention, timeouts.
 //! - [`time`]: timestamps, clocks and id sources.
+//! - `journal` (feature `journal`): the durable journal, snapshots and
+//!   recovery after a crash; `docs/JOURNAL.md`. The feature `serde` alone
+//!   makes commands and their parts `Serialize` and `Deserialize`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -133,6 +136,8 @@ pub mod error;
 pub mod events;
 mod graph;
 pub mod id;
+#[cfg(feature = "journal")]
+pub mod journal;
 pub mod outbox;
 pub mod query;
 mod registry;
@@ -140,6 +145,7 @@ pub mod state;
 mod sync;
 pub mod task;
 pub mod time;
+mod wal;
 
 pub use command::{Command, Op, Outcome, Restart};
 pub use config::Config;

@@ -48,6 +48,7 @@ pub(crate) struct GraphCell {
 impl GraphCell {
     pub(crate) fn new(data: GraphData) -> Self {
         let word = pack(data.state, data.epoch);
+        data.fence.set(data.epoch, data.removed);
         Self {
             word: AtomicU64::new(word),
             deadline: AtomicU64::new(NO_DEADLINE),
@@ -75,6 +76,9 @@ impl GraphCell {
             pack(data.state, data.epoch)
         };
         self.word.store(word, Ordering::Release);
+        // After the state word: a worker that finds its token void finds
+        // the new state too.
+        data.fence.set(data.epoch, data.removed);
         let d = if data.removed {
             None
         } else {
@@ -139,6 +143,13 @@ impl Registry {
     #[inline]
     pub(crate) fn get(&self, key: &GraphKey) -> Option<Arc<GraphCell>> {
         self.shard(key).read().get(key).cloned()
+    }
+
+    /// Runs `f` on the graph's cell under the shard's read lock: no
+    /// reference count is touched, for the registry's state read.
+    #[inline]
+    pub(crate) fn with<R>(&self, key: &GraphKey, f: impl FnOnce(&GraphCell) -> R) -> Option<R> {
+        self.shard(key).read().get(key).map(|c| f(c))
     }
 
     /// Inserts a new graph if the key is free and fewer than `max` graphs

@@ -17,6 +17,7 @@ use std::fmt;
 /// assert_eq!(GraphState::from_code(GraphState::Running.code()), Some(GraphState::Running));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
 pub enum GraphState {
     /// Not loaded.

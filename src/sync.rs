@@ -23,14 +23,14 @@ pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use self::loom_locks::{Mutex, RwLock};
 #[cfg(loom)]
 pub(crate) use loom::sync::RwLockReadGuard;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// The job and event channels.
 #[cfg(not(loom))]

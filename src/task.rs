@@ -5,7 +5,7 @@ use std::fmt;
 use crate::error::Error;
 use crate::id::{Epoch, GraphKey, IdKind, JobId, validate_name};
 use crate::state::LifecycleKind;
-use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::sync::{Arc, AtomicU8, AtomicU64, Ordering};
 use crate::time::Timestamp;
 
 /// The host's opaque request: bytes the crate stores and hands back but
@@ -69,9 +69,54 @@ impl From<Vec<u8>> for Payload {
     }
 }
 
+/// The bytes, as a byte string.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_bytes())
+    }
+}
+
+/// From a byte string, or a sequence of bytes (what a self-describing
+/// format such as JSON makes of a byte string).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                Ok(Payload::new(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload::new(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Payload, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(Payload::new(v))
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
+}
+
 /// The name of a host task kind ("pagerank", "async-query"): validated like
 /// an id.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(try_from = "String")
+)]
 pub struct HostKind(Arc<str>);
 
 impl HostKind {
@@ -91,6 +136,23 @@ impl HostKind {
     }
 }
 
+/// Validates like [`HostKind::new`], keeping the string.
+impl TryFrom<String> for HostKind {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        validate_name(IdKind::TaskKind, &s)?;
+        Ok(Self(Arc::from(s)))
+    }
+}
+
+/// A string; deserializing validates it like [`HostKind::new`].
+#[cfg(feature = "serde")]
+impl serde::Serialize for HostKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Debug for HostKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", &*self.0)
@@ -105,6 +167,7 @@ impl fmt::Display for HostKind {
 
 /// What a task does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum TaskKind {
     /// Load the graph.
     Start,
@@ -164,6 +227,7 @@ impl fmt::Display for TaskKind {
 /// A task's status. Succeeded, Failed and Cancelled are terminal: a task
 /// that reached one never changes again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum TaskStatus {
     /// Created, not yet reported started.
     Pending,
@@ -216,6 +280,7 @@ impl fmt::Display for TaskStatus {
 
 /// Why a task did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FailReason {
     /// Failed by the forced restart whose job is this.
     ForceRestarted(JobId),
@@ -249,6 +314,13 @@ impl fmt::Display for FailReason {
 /// a failure report. A worker polls it between units of work and stops
 /// early.
 ///
+/// It reads the task's own state (void after a cancel, a timeout or a
+/// failure report; settled after success) and, while the task is live,
+/// its graph's fence: the graph's current epoch, which a forced restart or
+/// a removal moves for every live token of the graph at once, with one
+/// store. A token goes void only after the graph's new state is visible
+/// to the lock-free readers ([`GraphHandle`](crate::GraphHandle)).
+///
 /// ```
 /// # use graph_lifecycle::*;
 /// let (engine, jobs) = Engine::builder().build();
@@ -260,22 +332,74 @@ impl fmt::Display for FailReason {
 /// engine.force_restart(&key, None).unwrap();
 /// assert!(job.token.is_void());
 /// ```
-#[derive(Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+#[derive(Clone)]
+pub struct CancelToken(Arc<TokenState>);
+
+struct TokenState {
+    /// `LIVE`, `VOID` (fired) or `SUCCEEDED` (settled: never void).
+    state: AtomicU8,
+    fence: Arc<Fence>,
+    epoch: u64,
+}
+
+const LIVE: u8 = 0;
+const VOID: u8 = 1;
+const SUCCEEDED: u8 = 2;
+
+/// A graph's fence: the epoch whose tokens are still valid, or
+/// [`Fence::REMOVED`]. Aligned so that tokens reading it do not share a
+/// cache line with the reference counts next to it.
+#[repr(align(128))]
+#[derive(Debug)]
+pub(crate) struct Fence(AtomicU64);
+
+impl Fence {
+    /// The fence of a removed graph: no token is valid.
+    const REMOVED: u64 = u64::MAX;
+
+    pub(crate) fn new(epoch: Epoch) -> Arc<Fence> {
+        Arc::new(Fence(AtomicU64::new(epoch.0)))
+    }
+
+    /// Moves the fence to `epoch`, or to "removed"; tokens of every other
+    /// epoch go void. A store only when it changes, so the tokens' cache
+    /// line stays clean between restarts.
+    pub(crate) fn set(&self, epoch: Epoch, removed: bool) {
+        let v = if removed { Self::REMOVED } else { epoch.0 };
+        if self.0.load(Ordering::Relaxed) != v {
+            self.0.store(v, Ordering::Release);
+        }
+    }
+}
 
 impl CancelToken {
-    pub(crate) fn new() -> Self {
-        Self::default()
+    pub(crate) fn new(fence: &Arc<Fence>, epoch: Epoch) -> Self {
+        Self(Arc::new(TokenState {
+            state: AtomicU8::new(LIVE),
+            fence: fence.clone(),
+            epoch: epoch.0,
+        }))
     }
 
-    /// Whether the task is over and its work void. One atomic load.
+    /// Whether the task is over and its work void. One or two atomic
+    /// loads. The token of a task that succeeded never goes void.
     #[inline]
     pub fn is_void(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        match self.0.state.load(Ordering::Acquire) {
+            LIVE => self.0.fence.0.load(Ordering::Acquire) != self.0.epoch,
+            s => s == VOID,
+        }
     }
 
+    /// The task failed, was cancelled or timed out.
     pub(crate) fn fire(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.state.store(VOID, Ordering::Release);
+    }
+
+    /// The task succeeded: the token stays valid whatever the graph does
+    /// next.
+    pub(crate) fn settle(&self) {
+        self.0.state.store(SUCCEEDED, Ordering::Release);
     }
 }
 
@@ -326,6 +450,7 @@ pub struct TaskInfo {
 /// # let _ = spec;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TaskSpec {
     /// Its kind.
     pub kind: HostKind,
@@ -369,6 +494,7 @@ impl TaskSpec {
 
 /// A report from the host about one of its tasks or jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Report {
     /// The work began (Pending to Running).
     Started,

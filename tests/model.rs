@@ -793,6 +793,34 @@ impl MGraph {
         }
     }
 
+    /// `Op::Recover`: every live task fails as interrupted, in creation
+    /// order; a graph in a state with a lifecycle job goes to Abnormal.
+    fn recover(&mut self, lim: &Limits, at: Timestamp, fx: &mut Effects) -> Outcome {
+        let interrupted = self.live.len();
+        for mut task in std::mem::take(&mut self.live) {
+            task.info.status = TaskStatus::Failed;
+            task.info.reason = Some(FailReason::Interrupted);
+            task.info.ended_at = Some(at);
+            fx.void.push(task.info.id);
+            fx.labels.push("interrupted");
+            self.retire(lim, task, fx);
+        }
+        self.job = None;
+        self.restart_key = None;
+        let abnormal = !matches!(self.state, S::Stopped | S::Running | S::Abnormal);
+        if abnormal {
+            self.state = S::Abnormal;
+            fx.labels.push("recovered-to-abnormal");
+        }
+        if interrupted > 0 || abnormal {
+            self.updated_at = at;
+        }
+        Outcome::Recovered {
+            interrupted,
+            abnormal,
+        }
+    }
+
     fn next_deadline(&self, lim: &Limits) -> Option<Timestamp> {
         let job = self.live.iter().filter_map(|t| t.info.deadline).min();
         let age = lim.retention_ms.and_then(|age| {
@@ -1001,6 +1029,7 @@ impl Model {
             Op::Report { job, epoch, report } => g.report(lim, at, *job, *epoch, report, fx),
             Op::Cancel { job } => g.cancel(lim, at, *job, fx),
             Op::Expire => Ok(g.expire(lim, at, fx)),
+            Op::Recover => Ok(g.recover(lim, at, fx)),
         }
     }
 
@@ -1158,6 +1187,9 @@ enum Step {
     Cancel(Target),
     Advance(u64),
     Expire,
+    /// Not generated: every case ends with one per graph, as if the
+    /// engine had crashed there and recovered.
+    Recover(u8),
     Tasks(u8, Query),
     ProjectTasks(u8, Query),
     Graphs(u8, usize, usize),
@@ -1349,6 +1381,7 @@ impl Harness {
             || match cmd.op {
                 Op::Report { .. } => "report",
                 Op::Cancel { .. } => "cancel",
+                Op::Recover => "recover",
                 _ => "expire",
             },
             Operation::name,
@@ -1715,6 +1748,26 @@ impl Harness {
                 prop_assert_eq!(self.engine.expire(now), (timed_out, evicted), "expire");
                 self.expect_jobs(jobs)?;
             }
+            Step::Recover(g) => {
+                let key = key_of(*g);
+                let cmd = Command {
+                    key,
+                    at: self.model.now,
+                    op: Op::Recover,
+                };
+                let (want, fx) = self.model_apply(cmd.clone());
+                let got = self.engine.apply(cmd);
+                unchanged = matches!(
+                    want,
+                    Err(_)
+                        | Ok(Outcome::Recovered {
+                            interrupted: 0,
+                            abnormal: false
+                        })
+                );
+                prop_assert_eq!(got, want, "recover");
+                self.expect_jobs(fx.jobs)?;
+            }
             Step::Tasks(g, q) => {
                 let key = key_of(*g);
                 let (filter, tq) = self.filter(q);
@@ -1998,6 +2051,11 @@ fn run_case(lim: &Limits, steps: &[Step]) -> Result<HashSet<String>, TestCaseErr
             TestCaseError::fail(format!("step {i} ({s:?}) of {}: {e}", steps.len()))
         })?;
     }
+    for g in 0..KEYS {
+        let s = Step::Recover(g);
+        h.step(&s)
+            .map_err(|e| TestCaseError::fail(format!("the recovery at the end ({s:?}): {e}")))?;
+    }
     h.replay()?;
     Ok(h.labels)
 }
@@ -2051,6 +2109,9 @@ fn generated_cases_cover_the_contract() {
                 "ok:report",
                 "ok:cancel",
                 "ok:expire",
+                "ok:recover",
+                "interrupted",
+                "recovered-to-abnormal",
                 "err:create:GRAPH_EXISTS",
                 "err:create:TOO_MANY_GRAPHS",
                 "err:remove:TRANSITION_REFUSED",

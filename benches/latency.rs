@@ -209,6 +209,41 @@ fn hand_off(rounds: usize) {
     );
 }
 
+/// `force_restart` of a graph of `tasks` host tasks, per failed task: with
+/// the hosts' tickets dropped (the restart frees each task's token) and
+/// with them still held (as workers hold the jobs they run).
+fn restart_cost(rounds: usize, tasks: usize) {
+    for hold in [false, true] {
+        let (engine, jobs, keys) = running_engine(1, Config::default());
+        let k = &keys[0];
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let mut held = Vec::new();
+            for _ in 0..tasks {
+                let ticket = engine.register_task(k, spec()).expect("register");
+                if hold {
+                    held.push(ticket);
+                }
+            }
+            let t0 = Instant::now();
+            engine.force_restart(k, None).expect("restart");
+            times.push(t0.elapsed());
+            drop(held);
+            let job = jobs.try_recv().expect("restart job");
+            engine
+                .report(&job.task, Report::Succeeded)
+                .expect("restart done");
+        }
+        let s = stats(times);
+        println!(
+            "force_restart of {tasks} tasks, tickets {}: p50 {:.2?} ({:.1} ns per failed task)",
+            if hold { "held" } else { "dropped" },
+            s.p50,
+            s.p50.as_nanos() as f64 / tasks as f64
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: keep
     // that run short.
@@ -218,6 +253,7 @@ fn main() {
     } else {
         (1, 1_000, 100)
     };
+    restart_cost(rounds, tasks);
     other_graphs_during_restart(rounds, tasks);
     hand_off(handoffs);
 }

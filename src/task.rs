@@ -349,7 +349,7 @@ const SUCCEEDED: u8 = 2;
 /// A graph's fence: the epoch whose tokens are still valid, or
 /// [`Fence::REMOVED`]. Aligned so that tokens reading it do not share a
 /// cache line with the reference counts next to it.
-#[repr(align(128))]
+#[repr(align(64))]
 #[derive(Debug)]
 pub(crate) struct Fence(AtomicU64);
 

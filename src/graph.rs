@@ -152,6 +152,60 @@ impl Effects {
     }
 }
 
+/// Terminal tasks in the order they ended, which is the eviction order:
+/// each task stored once, in a queue that grows to the retention bound
+/// and no further, with an index from id to position.
+#[derive(Debug, Default)]
+pub(crate) struct Retained {
+    tasks: VecDeque<Task>,
+    /// Id to absolute position: `base` is the position of `tasks[0]`.
+    index: IdMap<u64>,
+    base: u64,
+}
+
+impl Retained {
+    pub(crate) fn get(&self, id: &JobId) -> Option<&Task> {
+        let pos = self.index.get(id)?.checked_sub(self.base)?;
+        self.tasks.get(usize::try_from(pos).ok()?)
+    }
+
+    /// Appends a task that just ended; the queue's capacity doubles up to
+    /// `cap`, not past it.
+    pub(crate) fn push(&mut self, task: Task, cap: usize) {
+        let len = self.tasks.len();
+        if len == self.tasks.capacity() {
+            let want = (len * 2).max(4).min(cap.max(len + 1));
+            self.tasks.reserve_exact(want - len);
+        }
+        self.index.insert(task.id, self.base + len as u64);
+        self.tasks.push_back(task);
+    }
+
+    pub(crate) fn front(&self) -> Option<&Task> {
+        self.tasks.front()
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Task> {
+        let t = self.tasks.pop_front()?;
+        self.index.remove(&t.id);
+        self.base += 1;
+        Some(t)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.tasks.clear();
+        self.index.clear();
+    }
+}
+
 /// A task about to enter the table, validated.
 struct NewTask {
     job: JobId,
@@ -177,9 +231,7 @@ pub(crate) struct GraphData {
     /// The idempotency key of the live restart job, if it had one.
     pub(crate) restart_key: Option<(JobId, String)>,
     pub(crate) live: IdMap<Task>,
-    pub(crate) done: IdMap<Task>,
-    /// Terminal task ids, in the order they ended: eviction takes the front.
-    done_order: VecDeque<JobId>,
+    pub(crate) done: Retained,
     /// Deadlines of live tasks.
     deadlines: BTreeSet<(Timestamp, JobId)>,
     /// Voids the tokens of older epochs, and all of them on removal;
@@ -203,8 +255,7 @@ impl GraphData {
             lifecycle: None,
             restart_key: None,
             live: IdMap::default(),
-            done: IdMap::default(),
-            done_order: VecDeque::new(),
+            done: Retained::default(),
             deadlines: BTreeSet::new(),
             fence: Fence::new(Epoch::ZERO),
         }
@@ -214,8 +265,7 @@ impl GraphData {
     pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Timestamp> {
         let timeout = self.deadlines.first().map(|(t, _)| *t);
         let age = cfg.retention_age.and_then(|age| {
-            let id = self.done_order.front()?;
-            let ended = self.done.get(id)?.ended_at?;
+            let ended = self.done.front()?.ended_at?;
             Some(ended.saturating_add(age))
         });
         match (timeout, age) {
@@ -229,7 +279,7 @@ impl GraphData {
     }
 
     pub(crate) fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.live.values().chain(self.done.values())
+        self.live.values().chain(self.done.iter())
     }
 
     fn refuse(&self, op: Operation) -> Error {
@@ -774,8 +824,7 @@ impl GraphData {
             fx.record(|| Change::Evicted { count: 1 });
             return;
         }
-        self.done_order.push_back(task.id);
-        self.done.insert(task.id, task);
+        self.done.push(task, cap);
         self.evict_over(cap, fx);
     }
 
@@ -792,15 +841,11 @@ impl GraphData {
     fn retire_bulk(&mut self, cfg: &Config, ended: Vec<Task>, dropped: usize, fx: &mut Effects) {
         let cap = cfg.max_retained_per_graph;
         for task in ended {
-            self.done_order.push_back(task.id);
-            self.done.insert(task.id, task);
+            self.done.push(task, cap);
         }
         let mut evicted = dropped;
-        while self.done_order.len() > cap {
-            if let Some(id) = self.done_order.pop_front() {
-                self.done.remove(&id);
-                evicted += 1;
-            }
+        while self.done.len() > cap && self.done.pop_front().is_some() {
+            evicted += 1;
         }
         if evicted > 0 {
             fx.record(|| Change::Evicted { count: evicted });
@@ -809,11 +854,8 @@ impl GraphData {
 
     fn evict_over(&mut self, cap: usize, fx: &mut Effects) {
         let mut count = 0;
-        while self.done_order.len() > cap {
-            if let Some(id) = self.done_order.pop_front() {
-                self.done.remove(&id);
-                count += 1;
-            }
+        while self.done.len() > cap && self.done.pop_front().is_some() {
+            count += 1;
         }
         if count > 0 {
             fx.record(|| Change::Evicted { count });
@@ -841,18 +883,12 @@ impl GraphData {
         }
         let mut evicted = 0;
         if let Some(age) = cfg.retention_age {
-            while let Some(id) = self.done_order.front() {
-                let ended = self
-                    .done
-                    .get(id)
-                    .and_then(|t| t.ended_at)
-                    .unwrap_or(Timestamp::ZERO);
+            while let Some(t) = self.done.front() {
+                let ended = t.ended_at.unwrap_or(Timestamp::ZERO);
                 if ended.saturating_add(age) > at {
                     break;
                 }
-                if let Some(id) = self.done_order.pop_front() {
-                    self.done.remove(&id);
-                }
+                self.done.pop_front();
                 evicted += 1;
             }
         }
@@ -918,7 +954,6 @@ impl GraphData {
         let voided = self.live.len();
         self.live.clear();
         self.done.clear();
-        self.done_order.clear();
         self.deadlines.clear();
         self.removed = true;
         self.updated_at = at;

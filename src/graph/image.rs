@@ -33,11 +33,7 @@ impl GraphData {
         for t in &mut live {
             t.token = None;
         }
-        let done = self
-            .done_order
-            .iter()
-            .filter_map(|id| self.done.get(id).cloned())
-            .collect();
+        let done = self.done.iter().cloned().collect();
         GraphImage {
             key: self.key.clone(),
             state: self.state,
@@ -85,8 +81,7 @@ impl GraphData {
                 return bad(format!("retained task {} is not a valid ended task", t.id));
             }
             t.token = None;
-            g.done_order.push_back(t.id);
-            g.done.insert(t.id, t);
+            g.done.push(t, usize::MAX);
         }
         let job_kind = g
             .lifecycle

@@ -111,7 +111,7 @@ fn force_restart(c: &mut Criterion) {
                     (engine, jobs, keys)
                 },
                 |(engine, jobs, keys)| {
-                    let r = engine.force_restart(&keys[0], None).expect("restart");
+                    let r = engine.force_restart(&keys[0]).expect("restart");
                     assert_eq!(r.failed, n);
                     // Dropped after the measurement.
                     (engine, jobs, keys)
@@ -128,7 +128,7 @@ fn force_restart(c: &mut Criterion) {
 fn mixed_op(engine: &Engine, jobs: &JobReceiver, k: &GraphKey, i: u64) {
     match i % 64 {
         0 => {
-            engine.force_restart(k, None).expect("restart");
+            engine.force_restart(k).expect("restart");
             // Complete whatever restart job is waiting (ours or another
             // thread's: any will do to bring a graph back).
             while let Ok(job) = jobs.try_recv() {

@@ -115,7 +115,7 @@ fn other_graphs_during_restart(rounds: usize, tasks: usize) {
             thread::sleep(Duration::from_millis(5));
             restarting.store(true, Ordering::Release);
             let t0 = Instant::now();
-            let r = engine.force_restart(&big, None).expect("restart");
+            let r = engine.force_restart(&big).expect("restart");
             restart_times.push(t0.elapsed());
             restarting.store(false, Ordering::Release);
             assert_eq!(r.failed, tasks);
@@ -167,7 +167,7 @@ fn hand_off(rounds: usize) {
         })
     };
     for _ in 0..rounds {
-        engine.force_restart(&k, None).expect("restart");
+        engine.force_restart(&k).expect("restart");
         let returned = Instant::now();
         tx.send(returned).expect("send");
         // Wait until the worker completed the restart.
@@ -226,7 +226,7 @@ fn restart_cost(rounds: usize, tasks: usize) {
                 }
             }
             let t0 = Instant::now();
-            engine.force_restart(k, None).expect("restart");
+            engine.force_restart(k).expect("restart");
             times.push(t0.elapsed());
             drop(held);
             let job = jobs.try_recv().expect("restart job");

@@ -6,11 +6,8 @@
 //! milliseconds, graph, who, what) as it goes, then the final task table of
 //! every graph. Timings vary from run to run; the outcome does not.
 //!
-//! With `cargo run --features journal --example demo -- --journal DIR` the
-//! engine is durable in `DIR`. Kill the demo (`kill -9`) in the middle and
-//! run it again on the same directory: it recovers, shows the tasks the
-//! crash interrupted and the graphs it left Abnormal, and force-restarts
-//! them.
+//! The same host with a durable journal, killed and recovered, is the
+//! `durable` example of the `graph-lifecycle-journal` crate.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -21,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use graph_lifecycle::{
     Change, Clock, Engine, Error, Event, EventError, FailReason, GraphKey, GraphState, HostKind,
-    Job, JobId, JobReceiver, Report, Snapshot, Subscription, SystemClock, TaskKind, TaskSpec,
-    TaskStatus, Timestamp,
+    Job, JobId, JobReceiver, Report, RequestId, Snapshot, Subscription, SystemClock, TaskKind,
+    TaskSpec, TaskStatus, Timestamp,
 };
 
 /// One unit of simulated work.
@@ -48,7 +45,7 @@ fn run() -> DemoResult {
     let tl = Timeline {
         t0: SystemClock.now(),
     };
-    let (engine, jobs) = open_engine(tl)?;
+    let (engine, jobs) = Engine::builder().build();
     let main_line = |key: &GraphKey, what: &dyn fmt::Display| tl.now(key, "main", what);
 
     println!("graph-lifecycle demo: 3 graphs in 2 projects, 3 workers, one forced restart");
@@ -82,10 +79,6 @@ fn run() -> DemoResult {
         })
         .collect();
     drop(jobs);
-    if engine.graph_count() > 0 {
-        // A journal of an earlier run: bring its graphs back instead.
-        return resume(engine, workers, (printer, printer_stop), tl);
-    }
 
     // ---- three graphs, created and started ----------------------------------
     let movies = GraphKey::parse("tenant-a", "movies")?;
@@ -138,7 +131,10 @@ fn run() -> DemoResult {
     // Half a unit later: the worker is busy with its third unit and will
     // report it after the restart.
     thread::sleep(STEP / 2);
-    let restart = engine.force_restart(&movies, Some("ticket-4711"))?;
+    // The operator's console names the request, so that a retry after a
+    // lost answer is recognised.
+    let ticket = Some(RequestId::new("ticket-4711")?);
+    let restart = engine.request(ticket.clone()).force_restart(&movies)?;
     main_line(
         &movies,
         &format_args!(
@@ -146,13 +142,13 @@ fn run() -> DemoResult {
             restart.job, restart.epoch, restart.failed
         ),
     );
-    let retry = engine.force_restart(&movies, Some("ticket-4711"))?;
+    let retry = engine.request(ticket).force_restart(&movies)?;
     main_line(
         &movies,
         &format_args!(
-            "force_restart retried with the same key: job {}, replayed: {}",
+            "force_restart retried with the same request id: job {}, the same restart: {}",
             short(retry.job),
-            retry.replayed
+            retry == restart
         ),
     );
     // The host's query path: one atomic load, no lock.
@@ -226,116 +222,6 @@ fn run() -> DemoResult {
         restart.job,
         refused.load(Ordering::Acquire),
     )
-}
-
-/// The engine: in memory, or with `--journal DIR` durable in `DIR`.
-fn open_engine(tl: Timeline) -> DemoResult<(Engine, JobReceiver)> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(Engine::builder().build()),
-        [flag, dir] if flag == "--journal" => open_journal(dir, tl),
-        _ => Err("usage: demo [--journal DIR]".into()),
-    }
-}
-
-/// A durable engine in `dir`, recovering what an earlier run left there.
-#[cfg(feature = "journal")]
-fn open_journal(dir: &str, tl: Timeline) -> DemoResult<(Engine, JobReceiver)> {
-    use graph_lifecycle::journal::{Durability, FileStorage, JournalOptions};
-
-    let options = JournalOptions::new(Durability::SyncEveryCommit);
-    let (engine, jobs, report) =
-        Engine::builder().open_durable(FileStorage::open(dir)?, options)?;
-    println!(
-        "journal {dir}: {} commands replayed{}, {} graphs",
-        report.replayed,
-        report
-            .snapshot
-            .map(|lsn| format!(" after the snapshot at record {lsn}"))
-            .unwrap_or_default(),
-        engine.graph_count()
-    );
-    if let Some(cut) = &report.torn_tail {
-        println!("a torn record of {} bytes cut off {}", cut.bytes, cut.file);
-    }
-    if !report.events.is_empty() {
-        println!(
-            "recovery: tasks interrupted by the crash: {}, graphs left abnormal: {}",
-            report.interrupted,
-            report.abnormal.len()
-        );
-        for ev in &report.events {
-            print_event(ev, tl);
-        }
-    }
-    println!();
-    Ok((engine, jobs))
-}
-
-#[cfg(not(feature = "journal"))]
-fn open_journal(_: &str, _: Timeline) -> DemoResult<(Engine, JobReceiver)> {
-    Err("--journal needs the journal feature: \
-         cargo run --features journal --example demo -- --journal DIR"
-        .into())
-}
-
-/// The run after a crash: every recovered graph force-restarted (if
-/// Abnormal) or started (if Stopped), and waited for until it is Running.
-fn resume(
-    engine: Engine,
-    workers: Vec<JoinHandle<()>>,
-    (printer, printer_stop): (JoinHandle<()>, Arc<AtomicBool>),
-    tl: Timeline,
-) -> DemoResult {
-    let keys: Vec<GraphKey> = engine
-        .snapshot()
-        .graphs
-        .into_iter()
-        .map(|g| g.info.key)
-        .collect();
-    for key in &keys {
-        match engine.state(key)? {
-            GraphState::Abnormal => {
-                let r = engine.force_restart(key, None)?;
-                tl.now(
-                    key,
-                    "main",
-                    &format_args!(
-                        "abnormal after the crash: force_restart, job {}",
-                        short(r.job)
-                    ),
-                );
-            }
-            GraphState::Stopped => {
-                let job = engine.start(key)?;
-                tl.now(
-                    key,
-                    "main",
-                    &format_args!("stopped: start, job {}", short(job)),
-                );
-            }
-            state => tl.now(
-                key,
-                "main",
-                &format_args!("{state}, as the last run left it"),
-            ),
-        }
-    }
-    for key in &keys {
-        wait_state(&engine, key, GraphState::Running)?;
-    }
-    engine.shutdown();
-    for w in workers {
-        w.join().map_err(|_| "a worker panicked")?;
-    }
-    let snapshot = engine.snapshot();
-    drop(engine);
-    printer_stop.store(true, Ordering::Release);
-    printer.join().map_err(|_| "the event printer panicked")?;
-    print_table(&snapshot);
-    println!();
-    println!("recovered: {} graphs running again", keys.len());
-    Ok(())
 }
 
 /// Prints timeline lines: milliseconds since the demo began, graph, who,

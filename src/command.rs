@@ -1,13 +1,17 @@
-//! Commands: every change to the engine as a value (SPEC section 10).
+//! Commands: every change to the engine as a value (`docs/CONTRACT.md`,
+//! section 10).
 //!
 //! The engine's convenience methods ([`Engine::start`](crate::Engine::start)
 //! and the rest) read the clock and draw a job id, build a [`Command`] and
 //! pass it to [`Engine::apply`](crate::Engine::apply). Applying a command is
-//! deterministic: its effect depends only on the command and the graph's
-//! state. A journal or a consensus log records commands and replays them
-//! through the same `apply` to rebuild the same state.
+//! deterministic: its effect depends only on the command and the state. A
+//! journal or a consensus log records commands and has them applied again,
+//! as decided commands ([`Engine::apply_decided`](crate::Engine::apply_decided)),
+//! to rebuild the same state.
 
-use crate::id::{Epoch, GraphKey, JobId};
+use crate::error::Error;
+use crate::id::{Epoch, GraphKey, JobId, RequestId};
+use crate::outbox::Job;
 use crate::state::Operation;
 use crate::task::{Payload, Report, TaskSpec};
 use crate::time::Timestamp;
@@ -17,6 +21,15 @@ use crate::time::Timestamp;
 ///
 /// With the `serde` feature it is `Serialize` and `Deserialize`; ids and
 /// names are validated again when deserialized.
+///
+/// ```
+/// use graph_lifecycle::{Command, GraphKey, Op, RequestId, Timestamp};
+/// let key = GraphKey::parse("p", "g")?;
+/// let cmd = Command::new(key, Timestamp::from_millis(5), Op::Create)
+///     .with_request(RequestId::new("create-g-once")?);
+/// assert!(cmd.request.is_some());
+/// # Ok::<(), graph_lifecycle::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Command {
@@ -24,8 +37,31 @@ pub struct Command {
     pub key: GraphKey,
     /// The time the command carries; the apply step uses no other.
     pub at: Timestamp,
+    /// The caller's name for the command, for retries: a command whose
+    /// request id the graph's window holds gets the first answer and
+    /// changes nothing.
+    pub request: Option<RequestId>,
     /// What to do.
     pub op: Op,
+}
+
+impl Command {
+    /// A command with no request id.
+    pub fn new(key: GraphKey, at: Timestamp, op: Op) -> Self {
+        Self {
+            key,
+            at,
+            request: None,
+            op,
+        }
+    }
+
+    /// The same command carrying `request`.
+    #[must_use]
+    pub fn with_request(mut self, request: RequestId) -> Self {
+        self.request = Some(request);
+        self
+    }
 }
 
 /// The operation of a [`Command`].
@@ -74,13 +110,11 @@ pub enum Op {
         clear_metadata: bool,
     },
     /// Fail every live task, bump the epoch, enter Restarting, emit a
-    /// restart job (SPEC section 6).
+    /// restart job (`docs/CONTRACT.md`, section 6). A retry carries the
+    /// first one's [`RequestId`] and gets its job back.
     ForceRestart {
         /// The restart job's id.
         job: JobId,
-        /// The caller's key for retries: while the restart it started is
-        /// the graph's live restart, the same key gets the same job back.
-        idempotency_key: Option<String>,
     },
     /// Register a host task.
     RegisterTask {
@@ -113,13 +147,53 @@ pub enum Op {
     /// Abnormal, from where it can be stopped, removed or force-restarted.
     /// A graph with no live task in Stopped, Running or Abnormal is left
     /// as it is. A durable engine applies it to every graph that needs it
-    /// when it opens (the `journal` module, behind the feature of that
-    /// name); a replica applies it when it takes over from a crashed
-    /// leader.
+    /// when it opens; a replica applies it to the graphs it takes over
+    /// from a node that was lost.
     Recover,
 }
 
 impl Op {
+    /// A stable lower-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Remove => "remove",
+            Op::Start { .. } => "start",
+            Op::Stop { .. } => "stop",
+            Op::Import { .. } => "import",
+            Op::Export { .. } => "export",
+            Op::Clear { .. } => "clear",
+            Op::ForceRestart { .. } => "force_restart",
+            Op::RegisterTask { .. } => "register_task",
+            Op::Report { .. } => "report",
+            Op::Cancel { .. } => "cancel",
+            Op::Expire => "expire",
+            Op::Recover => "recover",
+        }
+    }
+
+    /// What a retry must repeat to be recognised as one: the operation,
+    /// and the task a report or cancel is about. The ids the engine draws
+    /// for a new task are not part of it (a retry draws new ones).
+    pub(crate) fn asked(&self) -> Asked {
+        let (op, job) = match self {
+            Op::Create => (0, None),
+            Op::Remove => (1, None),
+            Op::Start { .. } => (2, None),
+            Op::Stop { .. } => (3, None),
+            Op::Import { .. } => (4, None),
+            Op::Export { .. } => (5, None),
+            Op::Clear { .. } => (6, None),
+            Op::ForceRestart { .. } => (7, None),
+            Op::RegisterTask { .. } => (8, None),
+            Op::Report { job, .. } => (9, Some(*job)),
+            Op::Cancel { job } => (10, Some(*job)),
+            Op::Expire => (11, None),
+            Op::Recover => (12, None),
+        };
+        Asked { op, job }
+    }
+
     /// The table operation this op is checked against, if any.
     pub fn operation(&self) -> Option<Operation> {
         Some(match self {
@@ -150,8 +224,47 @@ impl Op {
     }
 }
 
+/// The part of a command a retry must repeat (see [`Op::asked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Asked {
+    /// The operation, by a stable code.
+    pub(crate) op: u8,
+    /// The task a report or cancel is about.
+    pub(crate) job: Option<JobId>,
+}
+
+impl Asked {
+    /// The operation's name.
+    pub(crate) fn name(self) -> &'static str {
+        const NAMES: [&str; 13] = [
+            "create",
+            "remove",
+            "start",
+            "stop",
+            "import",
+            "export",
+            "clear",
+            "force_restart",
+            "register_task",
+            "report",
+            "cancel",
+            "expire",
+            "recover",
+        ];
+        NAMES
+            .get(usize::from(self.op))
+            .copied()
+            .unwrap_or("an unknown operation")
+    }
+}
+
 /// What an applied command did.
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize`, like
+/// [`Error`], so that a replica can hand a client the answer the log
+/// decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Outcome {
     /// The graph was created.
     Created,
@@ -189,6 +302,7 @@ pub enum Outcome {
 
 /// What [`Engine::force_restart`](crate::Engine::force_restart) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Restart {
     /// The restart job: poll it like any other.
     pub job: JobId,
@@ -196,7 +310,34 @@ pub struct Restart {
     pub epoch: Epoch,
     /// How many live tasks were failed (a superseded restart included).
     pub failed: usize,
-    /// True if this was a retry with the idempotency key of the live
-    /// restart: nothing changed and `job` is that restart's job.
-    pub replayed: bool,
+}
+
+/// Whether applying a decided command hands the jobs it produces to this
+/// engine's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Send them on the job channel (this engine runs the graph's jobs).
+    HandOver,
+    /// Only return them (a journal being replayed, a replica that does not
+    /// own the graph).
+    Hold,
+}
+
+/// What [`Engine::apply_decided`](crate::Engine::apply_decided) did with a
+/// command decided elsewhere.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Decided {
+    /// The outcome: a refusal is an outcome too, the same on every engine
+    /// that applies the same commands.
+    pub outcome: Result<Outcome, Error>,
+    /// The lifecycle jobs the command produced, whether or not they were
+    /// handed over: none for a refused or repeated command.
+    pub jobs: Vec<Job>,
+    /// The ticket of a host task it registered (see
+    /// [`Engine::register_task`](crate::Engine::register_task)).
+    pub ticket: Option<Job>,
+    /// The command's request id was in the window: `outcome` is the first
+    /// answer, and nothing changed.
+    pub repeated: bool,
 }

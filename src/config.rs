@@ -43,6 +43,19 @@ pub struct Config {
     /// Number of registry shards (default 64); more shards, fewer
     /// collisions between graph creations and lookups.
     pub shards: usize,
+    /// Most answers kept per graph key for retries, newest kept (default
+    /// 64): a command carrying a [`RequestId`](crate::RequestId) that the
+    /// window still holds gets its first answer again. 0 turns retries
+    /// off.
+    pub request_window: usize,
+    /// How long an answer stays in the window (default 15 minutes); `None`
+    /// keeps answers until the count bound evicts them.
+    pub request_window_age: Option<Duration>,
+    /// Most keys with no graph whose windows are kept (default 4,096): the
+    /// windows of removed graphs, so that a retried remove is answered,
+    /// and of keys a command with a request id did not find. The key whose
+    /// newest answer is oldest goes first.
+    pub max_absent_windows: usize,
 }
 
 impl Default for Config {
@@ -57,6 +70,9 @@ impl Default for Config {
             max_message_bytes: 4 << 10,
             event_buffer: 4_096,
             shards: 64,
+            request_window: 64,
+            request_window_age: Some(Duration::from_secs(15 * 60)),
+            max_absent_windows: 4_096,
         }
     }
 }
@@ -101,6 +117,24 @@ impl Config {
     /// Sets [`Config::shards`].
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// Sets [`Config::request_window`].
+    pub fn request_window(mut self, n: usize) -> Self {
+        self.request_window = n;
+        self
+    }
+
+    /// Sets [`Config::request_window_age`].
+    pub fn request_window_age(mut self, age: Option<Duration>) -> Self {
+        self.request_window_age = age;
+        self
+    }
+
+    /// Sets [`Config::max_absent_windows`].
+    pub fn max_absent_windows(mut self, n: usize) -> Self {
+        self.max_absent_windows = n;
         self
     }
 

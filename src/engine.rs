@@ -1,22 +1,28 @@
-//! The engine: the registry, the apply step, the job outbox and the event
-//! bus put together behind one handle.
+//! The engine: the registry, the pure step, the commit seam, the job outbox
+//! and the event bus put together behind one handle.
+//!
+//! Every change goes through one function, `Engine::commit`: a live
+//! command ([`Engine::apply`] and the convenience methods), a decided one
+//! ([`Engine::apply_decided`]: a journal being replayed, a consensus log),
+//! and recovery, which is a live [`Op::Recover`].
 
-use crate::command::{Command, Op, Outcome, Restart};
+use crate::command::{Command, Decided, Dispatch, Op, Outcome, Restart};
 use crate::config::Config;
-use crate::error::Error;
-use crate::events::{Change, Event, EventBus, Subscription};
-use crate::graph::{Effects, GraphData};
-use crate::id::{Epoch, GraphKey, JobId, ProjectId};
+use crate::error::{Error, LogError};
+use crate::events::{EventBus, Subscription};
+use crate::graph::{Effects, GraphData, apply_absent};
+use crate::id::{Epoch, GraphKey, JobId, ProjectId, RequestId};
+use crate::image::{Image, ImageError};
 use crate::outbox::{Closed, Job, JobReceiver, Lease, Outbox, TaskRef};
 use crate::query::{GraphInfo, GraphSnapshot, Page, Snapshot, TaskQuery, paginate};
-use crate::registry::{GraphCell, InsertError, Registry};
+use crate::registry::{GraphCell, Registry};
+use crate::seam::{CommitLog, InMemory, Seam};
 use crate::state::{GraphState, Operation};
 use crate::sync::Arc;
-use crate::task::{Payload, Report, TaskInfo, TaskSpec};
+use crate::task::{CancelToken, Payload, Report, TaskInfo, TaskKind, TaskSpec};
 use crate::time::{Clock, IdSource, SystemClock, Timestamp, UuidV7Ids};
-use crate::wal::Journal;
 
-/// Builds an [`Engine`]: configuration, clock and id source.
+/// Builds an [`Engine`]: configuration, clock, id source and commit log.
 ///
 /// ```
 /// use graph_lifecycle::{Config, Engine, ManualClock, SequentialIds, Timestamp};
@@ -33,6 +39,15 @@ pub struct EngineBuilder {
     config: Config,
     clock: Box<dyn Clock>,
     ids: Box<dyn IdSource>,
+    log: Box<dyn Seam>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineBuilder {
@@ -54,6 +69,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets the commit log that keeps every command applied live (default:
+    /// [`InMemory`], which keeps nothing). See [`seam`](crate::seam).
+    pub fn log(mut self, log: impl CommitLog) -> Self {
+        self.log = Box::new(log);
+        self
+    }
+
     /// The engine, and the first receiver of its jobs: clone it for each
     /// worker thread.
     pub fn build(self) -> (Engine, JobReceiver) {
@@ -64,10 +86,24 @@ impl EngineBuilder {
             config: self.config,
             clock: self.clock,
             ids: self.ids,
+            log: self.log,
             outbox,
-            journal: None,
         };
         (Engine(Arc::new(shared)), jobs)
+    }
+
+    /// The engine holding the state of `image` (see [`Engine::image`]),
+    /// and the first receiver of its jobs. Its live tasks have new tokens;
+    /// no job is handed over (their workers, if any, belong to the engine
+    /// the image came from).
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] if the image breaks a rule the engine relies on.
+    pub fn restore(self, image: &Image) -> Result<(Engine, JobReceiver), ImageError> {
+        let (engine, jobs) = self.build();
+        engine.restore(image)?;
+        Ok((engine, jobs))
     }
 }
 
@@ -76,10 +112,9 @@ struct Shared {
     clock: Box<dyn Clock>,
     ids: Box<dyn IdSource>,
     registry: Registry,
+    log: Box<dyn Seam>,
     outbox: Outbox,
     events: EventBus,
-    /// The durable journal, if the engine was opened with one.
-    journal: Option<Journal>,
 }
 
 /// The lifecycle core: graphs, their states and their task tables.
@@ -87,8 +122,9 @@ struct Shared {
 /// Cloning an `Engine` is cheap and gives another handle to the same
 /// engine; it is `Send + Sync`. Every method is synchronous and returns
 /// quickly: the engine never sleeps, never does I/O and never waits on the
-/// host. Jobs go to the [`JobReceiver`] returned by
-/// [`EngineBuilder::build`].
+/// host (a [`CommitLog`] the host plugs in may wait, in its own
+/// [`finish`](CommitLog::finish), after the engine's locks are released).
+/// Jobs go to the [`JobReceiver`] returned by [`EngineBuilder::build`].
 ///
 /// ```
 /// use graph_lifecycle::*;
@@ -110,6 +146,25 @@ impl std::fmt::Debug for Engine {
             .field("graphs", &self.0.registry.len())
             .field("config", &self.0.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// A handle to an [`Engine`] that does not keep it alive: for a thread
+/// that works for the engine (a snapshot writer, a deadline timer) and
+/// should end when the host drops its last `Engine`.
+#[derive(Clone)]
+pub struct WeakEngine(std::sync::Weak<Shared>);
+
+impl WeakEngine {
+    /// The engine, if a handle to it is still alive.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(Engine)
+    }
+}
+
+impl std::fmt::Debug for WeakEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakEngine")
     }
 }
 
@@ -160,14 +215,47 @@ impl std::fmt::Debug for GraphHandle {
     }
 }
 
+/// What the commit path did, whatever the way in.
+struct Applied {
+    outcome: Result<Outcome, Error>,
+    jobs: Vec<Job>,
+    ticket: Option<Job>,
+    repeated: bool,
+    /// The graph the command found or created.
+    cell: Option<Arc<GraphCell>>,
+}
+
+impl Applied {
+    fn refused(e: Error) -> Self {
+        Self {
+            outcome: Err(e),
+            jobs: Vec::new(),
+            ticket: None,
+            repeated: false,
+            cell: None,
+        }
+    }
+}
+
+/// How the commit path hands jobs over.
+#[derive(Clone, Copy)]
+enum Route<'a> {
+    /// A live command: through the lease it took before it was decided
+    /// (job-emitting commands only).
+    Live(Option<&'a Lease<'a>>),
+    /// A decided command: as the caller says, and returned.
+    Decided(Dispatch),
+}
+
 impl Engine {
-    /// A builder with the default configuration, the system clock and
-    /// UUIDv7 ids.
+    /// A builder with the default configuration, the system clock, UUIDv7
+    /// ids and no commit log.
     pub fn builder() -> EngineBuilder {
         EngineBuilder {
             config: Config::default(),
             clock: Box::new(SystemClock),
             ids: Box::new(UuidV7Ids),
+            log: Box::new(InMemory),
         }
     }
 
@@ -181,15 +269,20 @@ impl Engine {
         self.0.clock.now()
     }
 
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.0))
+    }
+
     /// Another receiver of the job channel: for a worker pool started
     /// after every earlier receiver was dropped.
     pub fn job_receiver(&self) -> JobReceiver {
         self.0.outbox.receiver()
     }
 
-    /// Shuts the engine down for work: from now on operations that would
-    /// hand over a job fail with [`Error::ShutDown`], and once the workers
-    /// have taken the jobs already committed, their
+    /// Shuts the engine down for work: from now on live operations that
+    /// would hand over a job fail with [`Error::ShutDown`], and once the
+    /// workers have taken the jobs already committed, their
     /// [`JobReceiver::recv`] returns an error so their loops end. Waits
     /// only for commands in flight. Reports, cancels and queries keep
     /// working, so workers can finish and report what they hold.
@@ -215,148 +308,301 @@ impl Engine {
         self.0.events.subscribe()
     }
 
-    // ---- the command seam -------------------------------------------------
+    // ---- the ways in --------------------------------------------------------
 
-    /// Applies a command: the deterministic step every change goes
-    /// through. Replaying the same commands in the same order on a new
-    /// engine (same configuration) gives the same state.
+    /// Applies a command live: the local conditions are checked (an
+    /// operation that hands over a job needs a [`JobReceiver`] alive and
+    /// the engine not shut down), then the command is applied through the
+    /// commit log and its jobs handed over. Replaying the same commands in
+    /// the same order on a new engine (same configuration) gives the same
+    /// state.
     ///
     /// # Errors
     ///
-    /// Whatever the operation refuses; on error nothing changed (but for
-    /// [`Error::Journal`]: see its documentation).
+    /// [`Error::NoJobReceiver`] and [`Error::ShutDown`] (local, checked
+    /// first: nothing is applied); whatever the operation refuses (nothing
+    /// changed, but the answer is kept in the request window if the
+    /// command carried a request id); [`Error::CommitLog`].
     pub fn apply(&self, cmd: Command) -> Result<Outcome, Error> {
-        self.apply_at(&cmd.key, cmd.at, &cmd.op).map(|(o, _)| o)
+        self.live(&cmd)?.outcome
     }
 
-    fn apply_at(
-        &self,
-        key: &GraphKey,
-        at: Timestamp,
-        op: &Op,
-    ) -> Result<(Outcome, Option<Job>), Error> {
-        self.apply_logged(key, at, op, None)
+    /// Applies a command decided elsewhere (a journal being replayed, an
+    /// entry a consensus log committed): no clock, no id source, no local
+    /// check and no commit log. The outcome depends on the state and the
+    /// command alone, so every engine that applies the same decided
+    /// commands in the same order reaches the same state and answers the
+    /// same, whether it has workers or not, and shut down or not.
+    ///
+    /// With [`Dispatch::HandOver`] the jobs the command produced are sent
+    /// on the job channel (unless the engine is shut down); with
+    /// [`Dispatch::Hold`] they are only returned. Events are published
+    /// either way.
+    ///
+    /// ```
+    /// use graph_lifecycle::*;
+    /// let key = GraphKey::parse("p", "g")?;
+    /// let at = Timestamp::from_millis(7);
+    /// let job = SequentialIds::new(1).next_id(at);
+    /// let (replica, _no_workers) = Engine::builder().build();
+    /// replica.shutdown(); // a local condition: it does not change decided outcomes
+    /// let _ = replica.apply_decided(&Command::new(key.clone(), at, Op::Create), Dispatch::Hold);
+    /// let d = replica.apply_decided(
+    ///     &Command::new(key.clone(), at, Op::Start { job, payload: Payload::EMPTY }),
+    ///     Dispatch::Hold,
+    /// );
+    /// assert_eq!(d.outcome?, Outcome::Job { job, epoch: Epoch::ZERO });
+    /// assert_eq!(d.jobs.len(), 1);
+    /// assert_eq!(replica.state(&key)?, GraphState::Starting);
+    /// # Ok::<(), graph_lifecycle::Error>(())
+    /// ```
+    pub fn apply_decided(&self, cmd: &Command, dispatch: Dispatch) -> Decided {
+        let a = match self.commit(cmd, false, Route::Decided(dispatch)) {
+            Ok(a) => a,
+            Err(e) => Applied::refused(e),
+        };
+        Decided {
+            outcome: a.outcome,
+            jobs: a.jobs,
+            ticket: a.ticket,
+            repeated: a.repeated,
+        }
     }
 
-    /// [`apply_at`](Self::apply_at), also copying the command's events into
-    /// `log` (for a recovery report). With a journal: the command is
-    /// encoded and the commit gate taken before the graph's lock; its
-    /// record is buffered under that lock once it committed; and the call
-    /// waits for the record to be durable after the lock is released.
-    fn apply_logged(
-        &self,
-        key: &GraphKey,
-        at: Timestamp,
-        op: &Op,
-        log: Option<&mut Vec<Event>>,
-    ) -> Result<(Outcome, Option<Job>), Error> {
-        match op {
-            Op::Create => return self.create_at(key, at).map(|()| (Outcome::Created, None)),
-            Op::Remove => return self.remove_at(key, at).map(|o| (o, None)),
-            _ => {}
+    /// The same operations as the engine's own methods, each command
+    /// carrying `request` (if any): a retry with the same request id is
+    /// answered as the first call was, success or refusal, and changes
+    /// nothing. See `docs/CONTRACT.md`, "Retries", for the window.
+    ///
+    /// ```
+    /// # use graph_lifecycle::*;
+    /// let (engine, _jobs) = Engine::builder().build();
+    /// let key = GraphKey::parse("p", "g")?;
+    /// engine.create_graph(&key)?;
+    /// let once = RequestId::new("start-g-1")?;
+    /// let job = engine.request(Some(once.clone())).start(&key)?;
+    /// // The answer was lost; the client retries:
+    /// assert_eq!(engine.request(Some(once)).start(&key)?, job);
+    /// assert_eq!(engine.tasks(&key, &TaskQuery::new())?.total, 1);
+    /// # Ok::<(), graph_lifecycle::Error>(())
+    /// ```
+    pub fn request(&self, request: Option<RequestId>) -> Request<'_> {
+        Request {
+            engine: self,
+            request,
         }
-        let mut wal = self
-            .0
-            .journal
-            .as_ref()
-            .map(|j| j.prepare(key, at, op))
-            .transpose()?;
-        let done = self.commit(key, at, op, log, || {
-            if let Some(w) = wal.as_mut() {
-                w.append();
-            }
-        });
-        if let Some(w) = wal {
-            w.finish(self)?;
-        }
-        done
     }
 
-    /// The apply step under the graph's lock; `committed` runs, still
-    /// under it, once the command changed the graph.
-    fn commit(
-        &self,
-        key: &GraphKey,
-        at: Timestamp,
-        op: &Op,
-        log: Option<&mut Vec<Event>>,
-        committed: impl FnOnce(),
-    ) -> Result<(Outcome, Option<Job>), Error> {
-        let sh = &*self.0;
-        let cell = sh
-            .registry
-            .get(key)
-            .ok_or_else(|| Error::GraphNotFound { key: key.clone() })?;
-        let mut slot = cell.slot.lock();
-        let slot = &mut *slot;
-        if slot.data.removed {
-            return Err(Error::GraphNotFound { key: key.clone() });
-        }
-        // Job-emitting commands hold the outbox open from the check to the
-        // send, so a shutdown can never strand a committed job.
-        let lease = if op.emits_job() {
+    /// A live command: the local checks, then the commit path through the
+    /// log. The lease keeps the outbox open from the check to the send.
+    fn live(&self, cmd: &Command) -> Result<Applied, Error> {
+        let lease = if cmd.op.emits_job() {
             let refused = |closed| {
-                let op = op.operation().unwrap_or(Operation::Start);
-                let key = key.clone();
+                let op = cmd.op.operation().unwrap_or(Operation::Start);
+                let key = cmd.key.clone();
                 match closed {
                     Closed::ShutDown => Error::ShutDown { key, op },
                     Closed::NoReceiver => Error::NoJobReceiver { key, op },
                 }
             };
-            Some(sh.outbox.lease().map_err(refused)?)
+            Some(self.0.outbox.lease().map_err(refused)?)
         } else {
             None
         };
-        slot.fx.record = sh.events.active() || log.is_some();
-        let outcome = slot.data.apply(&sh.config, at, op, &mut slot.fx);
-        let ticket = slot.fx.ticket.take();
-        if outcome.is_ok() {
-            committed();
-            cell.publish(&slot.data, &sh.config);
-            let changes = log.as_ref().map(|_| slot.fx.changes.clone());
-            let first = self.dispatch(key, at, &mut slot.fx, lease.as_ref());
-            if let (Some(log), Some(changes)) = (log, changes) {
-                log.extend(changes.into_iter().zip(first..).map(|(change, seq)| Event {
-                    seq,
-                    at,
-                    key: key.clone(),
-                    change,
-                }));
-            }
-        } else {
-            debug_assert!(
-                slot.fx.jobs.is_empty() && slot.fx.void.is_empty() && slot.fx.changes.is_empty()
-            );
+        self.commit(cmd, true, Route::Live(lease.as_ref()))
+    }
+
+    // ---- the commit path ------------------------------------------------------
+
+    /// The one commit path: through the commit log if `log`, find the
+    /// graph and lock it (or the key's window, if it has none), apply the
+    /// pure step, and settle the effects.
+    fn commit(&self, cmd: &Command, log: bool, route: Route<'_>) -> Result<Applied, Error> {
+        if !log {
+            return Ok(self.locked(cmd, route, &mut || {}));
         }
-        outcome.map(|o| (o, ticket))
+        let mut applied = None;
+        let mut locked = |append: &mut dyn FnMut()| {
+            applied = Some(self.locked(cmd, route, append));
+        };
+        let logged = self.0.log.commit(cmd, &mut locked);
+        let failed = |source| Error::CommitLog {
+            key: cmd.key.clone(),
+            source,
+        };
+        logged.map_err(failed)?;
+        applied.ok_or_else(|| failed(LogError::msg("the commit log did not run the command")))
+    }
+
+    /// The locked section: one of three ways to hold the key, the pure
+    /// step, then [`settle`](Self::settle) under the same locks.
+    fn locked(&self, cmd: &Command, route: Route<'_>, append: &mut dyn FnMut()) -> Applied {
+        let sh = &*self.0;
+        let key = &cmd.key;
+        if matches!(cmd.op, Op::Create | Op::Remove) {
+            // Linking or unlinking a graph: the index and the shard are
+            // held for writing while the graph is checked and changed.
+            let mut index = sh.registry.lock_index(key);
+            if let Some(cell) = index.cell(key) {
+                let mut slot = cell.slot.lock();
+                let slot = &mut *slot;
+                slot.fx.reset(sh.events.active());
+                let outcome = slot.data.apply(&sh.config, cmd, &mut slot.fx);
+                let mut a =
+                    self.settle(cmd, &cell, &slot.data, &mut slot.fx, outcome, route, append);
+                if slot.data.removed && a.outcome.is_ok() && !a.repeated {
+                    index.unlink(key);
+                    let window = std::mem::take(&mut slot.data.requests);
+                    index
+                        .absent()
+                        .put(key, window, sh.config.max_absent_windows);
+                }
+                a.cell = Some(cell.clone());
+                return a;
+            }
+            let mut fx = Effects::default();
+            fx.reset(sh.events.active());
+            let count = index.count();
+            let (outcome, made) =
+                index
+                    .absent()
+                    .with_window(key, sh.config.max_absent_windows, |w| {
+                        apply_absent(&sh.config, cmd, w, count, &mut fx)
+                    });
+            let Some(data) = made else {
+                return self.settle_absent(cmd, &mut fx, outcome, append);
+            };
+            let cell = Arc::new(GraphCell::new(data));
+            index.insert(key, cell.clone());
+            let mut slot = cell.slot.lock();
+            let mut a = self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
+            drop(slot.fx.changes.drain(..));
+            slot.fx = fx;
+            a.cell = Some(cell.clone());
+            return a;
+        }
+        loop {
+            if let Some(cell) = sh.registry.get(key) {
+                let mut slot = cell.slot.lock();
+                let slot = &mut *slot;
+                if !slot.data.removed {
+                    slot.fx.reset(sh.events.active());
+                    let outcome = slot.data.apply(&sh.config, cmd, &mut slot.fx);
+                    let mut a =
+                        self.settle(cmd, &cell, &slot.data, &mut slot.fx, outcome, route, append);
+                    a.cell = Some(cell.clone());
+                    return a;
+                }
+                // Removed since the lookup: the key may hold a new graph.
+                if sh
+                    .registry
+                    .get(key)
+                    .is_some_and(|now| !Arc::ptr_eq(&now, &cell))
+                {
+                    continue;
+                }
+            }
+            if cmd.request.is_none() {
+                // Nothing to remember: refused as it is.
+                return Applied::refused(Error::GraphNotFound { key: key.clone() });
+            }
+            let Some(mut held) = sh.registry.lock_absent(key) else {
+                // Created meanwhile: apply to it.
+                continue;
+            };
+            let mut fx = Effects::default();
+            let outcome = held
+                .absent
+                .with_window(key, sh.config.max_absent_windows, |w| {
+                    apply_absent(&sh.config, cmd, w, 0, &mut fx).0
+                });
+            return self.settle_absent(cmd, &mut fx, outcome, append);
+        }
+    }
+
+    /// Settles a command on a key with no graph: only its answer in the
+    /// key's window can have changed.
+    fn settle_absent(
+        &self,
+        cmd: &Command,
+        fx: &mut Effects,
+        outcome: Result<Outcome, Error>,
+        append: &mut dyn FnMut(),
+    ) -> Applied {
+        if fx.changed {
+            append();
+        }
+        Applied {
+            outcome,
+            jobs: Vec::new(),
+            ticket: None,
+            repeated: fx.repeat,
+            cell: None,
+        }
+        .with_ticket(cmd)
     }
 
     /// Hands a committed command's effects over, in the order readers rely
-    /// on: the state word is already published; tokens go void, then jobs
-    /// are sent, then events offered. Called with the graph's lock held.
-    /// Returns the sequence number of the first event.
-    fn dispatch(
+    /// on, with the graph's lock still held: the log places the command,
+    /// the state word is published (voiding the tokens a forced restart or
+    /// a removal ended), the other tokens of ended tasks fire, jobs are
+    /// sent, events offered.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
         &self,
-        key: &GraphKey,
-        at: Timestamp,
+        cmd: &Command,
+        cell: &GraphCell,
+        data: &GraphData,
         fx: &mut Effects,
-        lease: Option<&Lease<'_>>,
-    ) -> u64 {
+        outcome: Result<Outcome, Error>,
+        route: Route<'_>,
+        append: &mut dyn FnMut(),
+    ) -> Applied {
         const KEEP: usize = 1024;
+        let sh = &*self.0;
+        if !fx.changed {
+            let mut a = Applied {
+                outcome,
+                jobs: Vec::new(),
+                ticket: None,
+                repeated: fx.repeat,
+                cell: None,
+            };
+            if fx.repeat
+                && let (Op::RegisterTask { .. }, Ok(Outcome::Job { job, .. })) =
+                    (&cmd.op, &a.outcome)
+            {
+                a.ticket = data.ticket(*job);
+            }
+            return a.with_ticket(cmd);
+        }
+        append();
+        cell.publish(data, &sh.config);
         for token in fx.void.drain(..) {
             token.fire();
         }
-        // Only job-emitting commands produce jobs, and they hold a lease.
-        if let Some(lease) = lease {
-            for job in fx.jobs.drain(..) {
-                lease.send(job);
+        let mut jobs = Vec::new();
+        match route {
+            Route::Live(Some(lease)) => {
+                for job in fx.jobs.drain(..) {
+                    lease.send(job);
+                }
+            }
+            Route::Live(None) => {
+                debug_assert!(
+                    fx.jobs.is_empty(),
+                    "a command without a lease emitted a job"
+                );
+                fx.jobs.clear();
+            }
+            Route::Decided(dispatch) => {
+                jobs = std::mem::take(&mut fx.jobs);
+                if dispatch == Dispatch::HandOver {
+                    sh.outbox.send_all(&jobs);
+                }
             }
         }
-        debug_assert!(
-            fx.jobs.is_empty(),
-            "a command without a lease emitted a job"
-        );
-        let first = self.0.events.publish(key, at, &mut fx.changes);
+        sh.events.publish(&cmd.key, cmd.at, &mut fx.changes);
         // After a big forced restart, give the memory back.
         if fx.void.capacity() > KEEP {
             fx.void = Vec::new();
@@ -364,78 +610,31 @@ impl Engine {
         if fx.changes.capacity() > KEEP {
             fx.changes = Vec::new();
         }
-        first
-    }
-
-    fn create_at(&self, key: &GraphKey, at: Timestamp) -> Result<(), Error> {
-        let sh = &*self.0;
-        let mut wal = sh
-            .journal
-            .as_ref()
-            .map(|j| j.prepare(key, at, &Op::Create))
-            .transpose()?;
-        let cell = Arc::new(GraphCell::new(GraphData::new(key.clone(), at)));
-        let announce = || {
-            if let Some(w) = wal.as_mut() {
-                w.append();
-            }
-            if sh.events.active() {
-                sh.events.publish(key, at, &mut vec![Change::GraphCreated]);
-            }
-        };
-        let done = sh
-            .registry
-            .insert(key, sh.config.max_graphs, cell, announce)
-            .map_err(|e| insert_error(key, e, &sh.config));
-        if let Some(w) = wal {
-            w.finish(self)?;
+        Applied {
+            outcome,
+            jobs,
+            ticket: fx.ticket.take(),
+            repeated: false,
+            cell: None,
         }
-        done
     }
 
-    fn remove_at(&self, key: &GraphKey, at: Timestamp) -> Result<Outcome, Error> {
-        let sh = &*self.0;
-        let mut wal = sh
-            .journal
-            .as_ref()
-            .map(|j| j.prepare(key, at, &Op::Remove))
-            .transpose()?;
-        let missing = Error::GraphNotFound { key: key.clone() };
-        let done = sh.registry.remove_if(key, missing, |cell| {
-            let mut slot = cell.slot.lock();
-            let slot = &mut *slot;
-            slot.fx.record = sh.events.active();
-            let outcome = slot.data.apply(&sh.config, at, &Op::Remove, &mut slot.fx)?;
-            if let Some(w) = wal.as_mut() {
-                w.append();
-            }
-            cell.publish(&slot.data, &sh.config);
-            self.dispatch(key, at, &mut slot.fx, None);
-            Ok(outcome)
-        });
-        if let Some(w) = wal {
-            w.finish(self)?;
-        }
-        done
-    }
-
-    /// Draws the time and a job id, and applies `op(job)`.
+    /// Draws the time and a job id, and applies `op(job)` live.
     fn run(
         &self,
         key: &GraphKey,
+        request: &Option<RequestId>,
         op: impl FnOnce(JobId) -> Op,
-    ) -> Result<(Outcome, Option<Job>), Error> {
+    ) -> Result<Applied, Error> {
         let at = self.0.clock.now();
         let job = self.0.ids.next_id(at);
-        self.apply_at(key, at, &op(job))
-    }
-
-    fn run_job(&self, key: &GraphKey, op: impl FnOnce(JobId) -> Op) -> Result<JobId, Error> {
-        match self.run(key, op)?.0 {
-            Outcome::Job { job, .. } => Ok(job),
-            // Lifecycle ops yield `Outcome::Job` only.
-            other => unreachable_outcome(other),
-        }
+        let cmd = Command {
+            key: key.clone(),
+            at,
+            request: request.clone(),
+            op: op(job),
+        };
+        self.live(&cmd)
     }
 
     // ---- graphs -----------------------------------------------------------
@@ -446,8 +645,7 @@ impl Engine {
     ///
     /// [`Error::GraphExists`], [`Error::TooManyGraphs`].
     pub fn create_graph(&self, key: &GraphKey) -> Result<GraphHandle, Error> {
-        self.create_at(key, self.0.clock.now())?;
-        self.graph(key)
+        self.request(None).create_graph(key)
     }
 
     /// Removes a Stopped or Abnormal graph with its task table. Live host
@@ -457,7 +655,7 @@ impl Engine {
     ///
     /// [`Error::GraphNotFound`], [`Error::TransitionRefused`].
     pub fn remove_graph(&self, key: &GraphKey) -> Result<(), Error> {
-        self.remove_at(key, self.0.clock.now()).map(drop)
+        self.request(None).remove_graph(key)
     }
 
     /// A handle to the graph, for lock-free state reads.
@@ -493,22 +691,24 @@ impl Engine {
             .ok_or_else(|| Error::GraphNotFound { key: key.clone() })
     }
 
+    /// Runs `f` on the graph's data under its lock.
+    fn read<R>(&self, key: &GraphKey, f: impl FnOnce(&GraphData) -> R) -> Result<R, Error> {
+        let missing = || Error::GraphNotFound { key: key.clone() };
+        let cell = self.0.registry.get(key).ok_or_else(missing)?;
+        let slot = cell.slot.lock();
+        if slot.data.removed {
+            return Err(missing());
+        }
+        Ok(f(&slot.data))
+    }
+
     /// The graph's summary.
     ///
     /// # Errors
     ///
     /// [`Error::GraphNotFound`].
     pub fn graph_info(&self, key: &GraphKey) -> Result<GraphInfo, Error> {
-        let cell = self
-            .0
-            .registry
-            .get(key)
-            .ok_or_else(|| Error::GraphNotFound { key: key.clone() })?;
-        let slot = cell.slot.lock();
-        if slot.data.removed {
-            return Err(Error::GraphNotFound { key: key.clone() });
-        }
-        Ok(info(&slot.data))
+        self.read(key, info)
     }
 
     /// A project's graphs in id order: `offset` skipped, at most `limit`.
@@ -524,12 +724,17 @@ impl Engine {
         Page { total, items }
     }
 
+    /// Every graph's key, in key order.
+    pub fn keys(&self) -> Vec<GraphKey> {
+        self.0.registry.all().into_iter().map(|(k, _)| k).collect()
+    }
+
     /// How many graphs the engine holds.
     pub fn graph_count(&self) -> usize {
         self.0.registry.len()
     }
 
-    // ---- lifecycle operations (SPEC section 4) ------------------------------
+    // ---- lifecycle operations (docs/CONTRACT.md, section 4) -----------------
 
     /// Starts a Stopped graph: it goes Starting and a Start job is sent.
     ///
@@ -538,7 +743,7 @@ impl Engine {
     /// [`Error::GraphNotFound`], [`Error::TransitionRefused`],
     /// [`Error::NoJobReceiver`], [`Error::TooManyTasks`].
     pub fn start(&self, key: &GraphKey) -> Result<JobId, Error> {
-        self.start_with(key, Payload::EMPTY)
+        self.request(None).start(key)
     }
 
     /// [`start`](Self::start) with a request for the host (a backup to
@@ -549,8 +754,7 @@ impl Engine {
     /// As [`start`](Self::start), and [`Error::InvalidArgument`] for an
     /// oversized payload.
     pub fn start_with(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
-        let payload = payload.into();
-        self.run_job(key, |job| Op::Start { job, payload })
+        self.request(None).start_with(key, payload)
     }
 
     /// Stops a Running or Abnormal graph: it goes Stopping and a Stop job
@@ -560,7 +764,7 @@ impl Engine {
     ///
     /// As [`start`](Self::start).
     pub fn stop(&self, key: &GraphKey) -> Result<JobId, Error> {
-        self.run_job(key, |job| Op::Stop { job })
+        self.request(None).stop(key)
     }
 
     /// Imports into a Running graph: it goes Importing (and keeps serving
@@ -570,8 +774,7 @@ impl Engine {
     ///
     /// As [`start_with`](Self::start_with).
     pub fn import(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
-        let payload = payload.into();
-        self.run_job(key, |job| Op::Import { job, payload })
+        self.request(None).import(key, payload)
     }
 
     /// Exports a Running graph: it goes Exporting and an Export job is sent.
@@ -580,8 +783,7 @@ impl Engine {
     ///
     /// As [`start_with`](Self::start_with).
     pub fn export(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
-        let payload = payload.into();
-        self.run_job(key, |job| Op::Export { job, payload })
+        self.request(None).export(key, payload)
     }
 
     /// Clears a Running graph's data (and schema, if `clear_metadata`): it
@@ -591,46 +793,28 @@ impl Engine {
     ///
     /// As [`start`](Self::start).
     pub fn clear(&self, key: &GraphKey, clear_metadata: bool) -> Result<JobId, Error> {
-        self.run_job(key, |job| Op::Clear {
-            job,
-            clear_metadata,
-        })
+        self.request(None).clear(key, clear_metadata)
     }
 
-    /// The forced restart (SPEC section 6), allowed in every state. In one
-    /// step under the graph's lock: every live task fails as
-    /// "force-restarted by job X" (a live restart as "superseded by job
-    /// X") and its token goes void; the epoch grows by one; the graph
-    /// enters Restarting; a Restart task is created and its job sent.
-    /// Nothing of it is visible before all of it is.
+    /// The forced restart (`docs/CONTRACT.md`, section 6), allowed in
+    /// every state. In one step under the graph's lock: every live task
+    /// fails as "force-restarted by job X" (a live restart as "superseded
+    /// by job X") and its token goes void; the epoch grows by one; the
+    /// graph enters Restarting; a Restart task is created and its job
+    /// sent. Nothing of it is visible before all of it is.
     ///
-    /// A retry carrying the `idempotency_key` of the graph's live restart
-    /// returns that restart's job with `replayed: true` and changes
-    /// nothing.
+    /// A retry goes through [`request`](Self::request) with the first
+    /// call's request id, and gets the first call's restart back.
     ///
     /// # Errors
     ///
     /// [`Error::GraphNotFound`], [`Error::NoJobReceiver`],
-    /// [`Error::InvalidArgument`] for an idempotency key over 256 bytes.
-    pub fn force_restart(
-        &self,
-        key: &GraphKey,
-        idempotency_key: Option<&str>,
-    ) -> Result<Restart, Error> {
-        let idempotency_key = idempotency_key.map(str::to_owned);
-        match self
-            .run(key, |job| Op::ForceRestart {
-                job,
-                idempotency_key,
-            })?
-            .0
-        {
-            Outcome::Restarted(r) => Ok(r),
-            other => unreachable_outcome(other),
-        }
+    /// [`Error::ShutDown`].
+    pub fn force_restart(&self, key: &GraphKey) -> Result<Restart, Error> {
+        self.request(None).force_restart(key)
     }
 
-    // ---- tasks (SPEC section 5) -------------------------------------------
+    // ---- tasks (docs/CONTRACT.md, section 5) ----------------------------------
 
     /// Registers a host task on a graph that serves queries (Running,
     /// Importing, Exporting). The engine does not send it anywhere: the
@@ -641,10 +825,7 @@ impl Engine {
     /// [`Error::GraphNotFound`], [`Error::TransitionRefused`],
     /// [`Error::TooManyTasks`], [`Error::InvalidArgument`].
     pub fn register_task(&self, key: &GraphKey, spec: TaskSpec) -> Result<Job, Error> {
-        match self.run(key, |job| Op::RegisterTask { job, spec })? {
-            (_, Some(ticket)) => Ok(ticket),
-            (other, None) => unreachable_outcome(other),
-        }
+        self.request(None).register_task(key, spec)
     }
 
     /// A host report about a job or host task.
@@ -657,12 +838,7 @@ impl Engine {
     /// [`Error::BadProgress`]; [`Error::InvalidArgument`] for an oversized
     /// message; [`Error::GraphNotFound`].
     pub fn report(&self, task: &TaskRef, report: Report) -> Result<(), Error> {
-        let op = Op::Report {
-            job: task.id,
-            epoch: task.epoch,
-            report,
-        };
-        self.apply_at(&task.key, self.0.clock.now(), &op).map(drop)
+        self.request(None).report(task, report)
     }
 
     /// Cancels a stoppable live task; a lifecycle job's graph goes where
@@ -674,8 +850,7 @@ impl Engine {
     /// [`Error::StaleEpoch`], [`Error::NotStoppable`],
     /// [`Error::GraphNotFound`].
     pub fn cancel(&self, key: &GraphKey, job: JobId) -> Result<(), Error> {
-        self.apply_at(key, self.0.clock.now(), &Op::Cancel { job })
-            .map(drop)
+        self.request(None).cancel(key, job)
     }
 
     /// One task of a graph.
@@ -685,18 +860,7 @@ impl Engine {
     /// [`Error::GraphNotFound`], [`Error::TaskNotFound`] (also for a task
     /// evicted by retention).
     pub fn task(&self, key: &GraphKey, job: JobId) -> Result<TaskInfo, Error> {
-        let cell = self
-            .0
-            .registry
-            .get(key)
-            .ok_or_else(|| Error::GraphNotFound { key: key.clone() })?;
-        let slot = cell.slot.lock();
-        if slot.data.removed {
-            return Err(Error::GraphNotFound { key: key.clone() });
-        }
-        slot.data
-            .task(job)
-            .map(|t| t.info(key))
+        self.read(key, |d| d.task(job).map(|t| t.info(key)))?
             .ok_or_else(|| Error::TaskNotFound {
                 key: key.clone(),
                 job,
@@ -710,25 +874,17 @@ impl Engine {
     ///
     /// [`Error::GraphNotFound`].
     pub fn tasks(&self, key: &GraphKey, q: &TaskQuery) -> Result<Page<TaskInfo>, Error> {
-        let cell = self
-            .0
-            .registry
-            .get(key)
-            .ok_or_else(|| Error::GraphNotFound { key: key.clone() })?;
-        let slot = cell.slot.lock();
-        if slot.data.removed {
-            return Err(Error::GraphNotFound { key: key.clone() });
-        }
-        let mut hits: Vec<_> = slot
-            .data
-            .tasks()
-            .filter(|t| q.matches(t.status, t.created_at))
-            .collect();
-        hits.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.seq)));
-        let page = paginate(hits, q.offset, q.limit);
-        Ok(Page {
-            total: page.total,
-            items: page.items.into_iter().map(|t| t.info(key)).collect(),
+        self.read(key, |d| {
+            let mut hits: Vec<_> = d
+                .tasks()
+                .filter(|t| q.matches(t.status, t.created_at))
+                .collect();
+            hits.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.seq)));
+            let page = paginate(hits, q.offset, q.limit);
+            Page {
+                total: page.total,
+                items: page.items.into_iter().map(|t| t.info(key)).collect(),
+            }
         })
     }
 
@@ -775,8 +931,9 @@ impl Engine {
 
     /// Fails every job and task whose deadline is at or before `now` as
     /// timed out (their graphs go where the outcome table says) and evicts
-    /// terminal tasks past their retention age. Returns how many tasks
-    /// timed out and how many were evicted.
+    /// terminal tasks past their retention age: an [`Op::Expire`] at
+    /// `now`, applied live, to every graph with something due. Returns
+    /// how many tasks timed out and how many were evicted.
     pub fn expire(&self, now: Timestamp) -> (usize, usize) {
         let mut due = Vec::new();
         self.0.registry.for_each(|cell| {
@@ -787,13 +944,10 @@ impl Engine {
         let (mut timed_out, mut evicted) = (0, 0);
         for cell in due {
             let key = cell.slot.lock().data.key.clone();
-            if let Ok((
-                Outcome::Expired {
-                    timed_out: t,
-                    evicted: e,
-                },
-                _,
-            )) = self.apply_at(&key, now, &Op::Expire)
+            if let Ok(Outcome::Expired {
+                timed_out: t,
+                evicted: e,
+            }) = self.apply(Command::new(key, now, Op::Expire))
             {
                 timed_out += t;
                 evicted += e;
@@ -805,7 +959,7 @@ impl Engine {
     // ---- whole-engine views -------------------------------------------------
 
     /// Every graph with every task, in key order; for tests, debugging and
-    /// comparing replicas.
+    /// comparing replicas. Each graph is read under its own lock.
     pub fn snapshot(&self) -> Snapshot {
         let graphs = self
             .0
@@ -822,236 +976,244 @@ impl Engine {
                 tasks.sort_unstable_by_key(|t| t.seq);
                 Some(GraphSnapshot {
                     info: info(d),
-                    restart_key: d.restart_key.as_ref().map(|(_, k)| k.clone()),
                     tasks: tasks.into_iter().map(|t| t.info(&key)).collect(),
                 })
             })
             .collect();
         Snapshot { graphs }
     }
-}
 
-// ---- the journal (feature `journal`) ---------------------------------------------
-
-#[cfg(feature = "journal")]
-impl EngineBuilder {
-    /// Opens a durable engine on `storage` (see
-    /// [`journal`](crate::journal)): loads the newest valid snapshot,
-    /// replays the log after it, cuts a torn tail, and recovers: every
-    /// task live at the crash fails as interrupted and every graph in a
-    /// transitional state goes to Abnormal ([`Op::Recover`]). Returns the
-    /// engine, the receiver of its jobs and what recovery did.
-    ///
-    /// Open with the [`Config`] the journal was written with: the replay
-    /// applies the same limits and retention.
-    ///
-    /// ```
-    /// use graph_lifecycle::journal::{Durability, JournalOptions, MemStorage};
-    /// use graph_lifecycle::{Engine, GraphKey};
-    ///
-    /// let disk = MemStorage::new(); // `FileStorage::open(dir)?` on a real disk
-    /// let (engine, jobs, report) = Engine::builder()
-    ///     .open_durable(disk, JournalOptions::new(Durability::SyncEveryCommit))?;
-    /// assert_eq!(report.replayed, 0);
-    /// engine.create_graph(&GraphKey::parse("p", "g")?)?; // durable once it returns
-    /// # drop(jobs);
-    /// # Ok::<(), graph_lifecycle::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::JournalCorrupt`] for a damaged record in the middle of the
-    /// log (see [`Recovery`](crate::journal::Recovery) for the way past
-    /// it); [`Error::Journal`] if the storage fails, or if a record is
-    /// refused on replay (a different configuration).
-    pub fn open_durable(
-        self,
-        storage: impl crate::journal::Storage,
-        options: crate::journal::JournalOptions,
-    ) -> Result<(Engine, JobReceiver, crate::journal::RecoveryReport), Error> {
-        crate::journal::open(self, Box::new(storage), options)
-    }
-}
-
-#[cfg(feature = "journal")]
-impl Engine {
-    fn journal_or_err(&self) -> Result<&Journal, Error> {
-        self.0.journal.as_ref().ok_or_else(|| Error::Journal {
-            detail: "the engine was not opened with a journal".to_owned(),
-        })
-    }
-
-    /// Takes a snapshot of every graph now and compacts the journal: the
-    /// log below the older of the two newest snapshots is deleted. Returns
-    /// the snapshot's LSN (it holds every record below it).
-    ///
-    /// Commands wait while every graph is copied (not while the snapshot
-    /// is written). With [`JournalOptions::snapshot_after_bytes`] the
-    /// engine takes snapshots by itself; a host that would rather not see
-    /// a commit take that time turns them off and calls this from a
-    /// thread of its own.
-    ///
-    /// [`JournalOptions::snapshot_after_bytes`]: crate::journal::JournalOptions::snapshot_after_bytes
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Journal`]: no journal, or the storage failed.
-    pub fn snapshot_journal(&self) -> Result<u64, Error> {
-        let j = self.journal_or_err()?;
-        j.snapshot(|| self.images(), false)?
-            .ok_or_else(|| Error::Journal {
-                detail: "the snapshot was not taken".to_owned(),
-            })
-    }
-
-    /// Writes and syncs every command committed so far, whatever the
-    /// [`Durability`](crate::journal::Durability): for a host on `NoSync`
-    /// that wants a point it can count on.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Journal`]: no journal, or the storage failed.
-    pub fn sync_journal(&self) -> Result<(), Error> {
-        self.journal_or_err()?.sync_all()
-    }
-
-    /// The journal's counters, `None` without a journal.
-    pub fn journal_status(&self) -> Option<crate::journal::JournalStatus> {
-        self.0.journal.as_ref().map(Journal::status)
-    }
-
-    /// Copies every graph, in key order, for a snapshot. Called with the
-    /// commit gate held for writing.
-    pub(crate) fn images(&self) -> Vec<crate::graph::GraphImage> {
-        self.0
+    /// A copy of the whole state: every graph (its state, epoch, tasks and
+    /// request window) and the windows of keys with no graph, for
+    /// [`Image::encode`] and [`restore`](Self::restore). Each graph is
+    /// copied under its own lock; for a copy that matches one point of a
+    /// log, hold the log still while it is taken (as a journal's snapshot
+    /// does, and as a consensus state machine does between two entries).
+    pub fn image(&self) -> Image {
+        let graphs = self
+            .0
             .registry
             .all()
             .into_iter()
             .filter_map(|(_, cell)| {
                 let slot = cell.slot.lock();
-                (!slot.data.removed).then(|| slot.data.image())
+                (!slot.data.removed).then(|| crate::image::GraphImage::of(&slot.data))
             })
-            .collect()
+            .collect();
+        let absent = self.0.registry.with_absent(crate::image::AbsentImage::of);
+        Image { graphs, absent }
     }
 
-    /// Puts a graph loaded from a snapshot in place.
-    pub(crate) fn install(&self, data: GraphData) -> Result<(), Error> {
+    /// Replaces the whole state with `image`'s. Every graph the engine held
+    /// is removed: handles to it read `None`, and the tokens of its live
+    /// tasks go void. The image's live tasks get new tokens; no job is
+    /// handed over. Commands running at the same time may apply to the
+    /// state being replaced; call it when no command runs (between two
+    /// entries of a consensus log, say).
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] if the image breaks a rule the engine relies on; the
+    /// engine is then unchanged.
+    pub fn restore(&self, image: &Image) -> Result<(), ImageError> {
         let sh = &*self.0;
-        let key = data.key.clone();
-        let cell = Arc::new(GraphCell::new(data));
-        {
-            let slot = cell.slot.lock();
-            cell.publish(&slot.data, &sh.config);
+        let (graphs, absent) = image.rebuild(&sh.config)?;
+        let cells = graphs
+            .into_iter()
+            .map(|g| (g.key.clone(), Arc::new(GraphCell::new(g))))
+            .collect();
+        for old in sh.registry.replace(cells, absent) {
+            let mut slot = old.slot.lock();
+            slot.data.removed = true;
+            old.publish(&slot.data, &sh.config);
+            slot.fx = Effects::default();
         }
-        sh.registry
-            .insert(&key, sh.config.max_graphs, cell, || {})
-            .map_err(|e| insert_error(&key, e, &sh.config))
-    }
-
-    /// Applies a journaled command on open: the same apply step, but no
-    /// job is handed over, no event published and nothing journaled.
-    pub(crate) fn replay(&self, cmd: &Command) -> Result<(), Error> {
-        let sh = &*self.0;
-        let (key, at) = (&cmd.key, cmd.at);
-        let forget = |fx: &mut Effects| {
-            fx.jobs.clear();
-            fx.ticket = None;
-            fx.void.clear();
-            fx.changes.clear();
-        };
-        let missing = || Error::GraphNotFound { key: key.clone() };
-        match &cmd.op {
-            Op::Create => {
-                let cell = Arc::new(GraphCell::new(GraphData::new(key.clone(), at)));
-                sh.registry
-                    .insert(key, sh.config.max_graphs, cell, || {})
-                    .map_err(|e| insert_error(key, e, &sh.config))
-            }
-            Op::Remove => sh.registry.remove_if(key, missing(), |cell| {
-                let mut slot = cell.slot.lock();
-                let slot = &mut *slot;
-                slot.fx.record = false;
-                slot.data.apply(&sh.config, at, &Op::Remove, &mut slot.fx)?;
-                cell.publish(&slot.data, &sh.config);
-                forget(&mut slot.fx);
-                Ok(())
-            }),
-            op => {
-                let cell = sh.registry.get(key).ok_or_else(missing)?;
-                let mut slot = cell.slot.lock();
-                let slot = &mut *slot;
-                if slot.data.removed {
-                    return Err(missing());
-                }
-                slot.fx.record = false;
-                let outcome = slot.data.apply(&sh.config, at, op, &mut slot.fx);
-                if outcome.is_ok() {
-                    cell.publish(&slot.data, &sh.config);
-                }
-                forget(&mut slot.fx);
-                outcome.map(drop)
-            }
-        }
-    }
-
-    /// The engine with its journal, once replay is done.
-    pub(crate) fn attach(self, journal: Journal) -> Result<Engine, Error> {
-        match Arc::try_unwrap(self.0) {
-            Ok(shared) => Ok(Engine(Arc::new(Shared {
-                journal: Some(journal),
-                ..shared
-            }))),
-            Err(_) => Err(Error::Journal {
-                detail: "the engine was shared before its journal was attached".to_owned(),
-            }),
-        }
-    }
-
-    /// Applies [`Op::Recover`] to every graph that needs it, in key order,
-    /// at the clock's time: how many tasks it failed, which graphs went
-    /// Abnormal, and the events. The records are synced once, after the
-    /// last.
-    pub(crate) fn recover_all(&self) -> Result<(usize, Vec<GraphKey>, Vec<Event>), Error> {
-        let j = self.journal_or_err()?;
-        let at = self.0.clock.now();
-        let (mut interrupted, mut abnormal, mut events) = (0, Vec::new(), Vec::new());
-        let mut last = None;
-        for (key, cell) in self.0.registry.all() {
-            if !cell.slot.lock().data.needs_recovery() {
-                continue;
-            }
-            let mut wal = j.prepare(&key, at, &Op::Recover)?;
-            let done = self.commit(&key, at, &Op::Recover, Some(&mut events), || wal.append());
-            if let (
-                Outcome::Recovered {
-                    interrupted: n,
-                    abnormal: a,
-                },
-                _,
-            ) = done?
-            {
-                interrupted += n;
-                if a {
-                    abnormal.push(key);
-                }
-            }
-            // The last record's wait covers every earlier one.
-            last = Some(wal);
-        }
-        if let Some(wal) = last {
-            wal.finish(self)?;
-        }
-        Ok((interrupted, abnormal, events))
+        Ok(())
     }
 }
 
-fn insert_error(key: &GraphKey, e: InsertError, config: &Config) -> Error {
-    match e {
-        InsertError::Exists => Error::GraphExists { key: key.clone() },
-        InsertError::Full => Error::TooManyGraphs {
+impl Applied {
+    /// The ticket of a repeated host-task registration whose task is gone:
+    /// rebuilt from the command, its token void.
+    fn with_ticket(mut self, cmd: &Command) -> Self {
+        if self.ticket.is_none()
+            && let (Op::RegisterTask { spec, .. }, Ok(Outcome::Job { job, epoch })) =
+                (&cmd.op, &self.outcome)
+        {
+            self.ticket = Some(Job {
+                task: TaskRef::new(cmd.key.clone(), *job, *epoch),
+                kind: TaskKind::Host(spec.kind.clone()),
+                payload: spec.payload.clone(),
+                token: CancelToken::voided(),
+            });
+        }
+        self
+    }
+}
+
+/// The engine's operations, each command carrying the same request id:
+/// see [`Engine::request`]. Each method is the engine method of the same
+/// name.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    engine: &'a Engine,
+    request: Option<RequestId>,
+}
+
+impl Request<'_> {
+    fn run(&self, key: &GraphKey, op: impl FnOnce(JobId) -> Op) -> Result<Applied, Error> {
+        self.engine.run(key, &self.request, op)
+    }
+
+    fn run_job(&self, key: &GraphKey, op: impl FnOnce(JobId) -> Op) -> Result<JobId, Error> {
+        match self.run(key, op)?.outcome? {
+            Outcome::Job { job, .. } => Ok(job),
+            // Lifecycle ops yield `Outcome::Job` only.
+            other => unreachable_outcome(other),
+        }
+    }
+
+    fn run_plain(&self, key: &GraphKey, op: Op) -> Result<Applied, Error> {
+        let e = self.engine;
+        let cmd = Command {
             key: key.clone(),
-            limit: config.max_graphs,
-        },
+            at: e.0.clock.now(),
+            request: self.request.clone(),
+            op,
+        };
+        e.live(&cmd)
+    }
+
+    /// [`Engine::create_graph`]. A repeated create whose graph was removed
+    /// since returns a handle that reads `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::create_graph`].
+    pub fn create_graph(&self, key: &GraphKey) -> Result<GraphHandle, Error> {
+        let a = self.run_plain(key, Op::Create)?;
+        a.outcome?;
+        let cell = a.cell.unwrap_or_else(|| Arc::new(GraphCell::detached(key)));
+        Ok(GraphHandle {
+            key: key.clone(),
+            cell,
+        })
+    }
+
+    /// [`Engine::remove_graph`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::remove_graph`].
+    pub fn remove_graph(&self, key: &GraphKey) -> Result<(), Error> {
+        self.run_plain(key, Op::Remove)?.outcome.map(drop)
+    }
+
+    /// [`Engine::start`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start`].
+    pub fn start(&self, key: &GraphKey) -> Result<JobId, Error> {
+        self.start_with(key, Payload::EMPTY)
+    }
+
+    /// [`Engine::start_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start_with`].
+    pub fn start_with(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
+        let payload = payload.into();
+        self.run_job(key, |job| Op::Start { job, payload })
+    }
+
+    /// [`Engine::stop`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::stop`].
+    pub fn stop(&self, key: &GraphKey) -> Result<JobId, Error> {
+        self.run_job(key, |job| Op::Stop { job })
+    }
+
+    /// [`Engine::import`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::import`].
+    pub fn import(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
+        let payload = payload.into();
+        self.run_job(key, |job| Op::Import { job, payload })
+    }
+
+    /// [`Engine::export`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::export`].
+    pub fn export(&self, key: &GraphKey, payload: impl Into<Payload>) -> Result<JobId, Error> {
+        let payload = payload.into();
+        self.run_job(key, |job| Op::Export { job, payload })
+    }
+
+    /// [`Engine::clear`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::clear`].
+    pub fn clear(&self, key: &GraphKey, clear_metadata: bool) -> Result<JobId, Error> {
+        self.run_job(key, |job| Op::Clear {
+            job,
+            clear_metadata,
+        })
+    }
+
+    /// [`Engine::force_restart`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::force_restart`].
+    pub fn force_restart(&self, key: &GraphKey) -> Result<Restart, Error> {
+        match self.run(key, |job| Op::ForceRestart { job })?.outcome? {
+            Outcome::Restarted(r) => Ok(r),
+            other => unreachable_outcome(other),
+        }
+    }
+
+    /// [`Engine::register_task`]. A repeated registration returns a ticket
+    /// for the first one's task, its token as the task stands.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::register_task`].
+    pub fn register_task(&self, key: &GraphKey, spec: TaskSpec) -> Result<Job, Error> {
+        let a = self.run(key, |job| Op::RegisterTask { job, spec })?;
+        let outcome = a.outcome?;
+        a.ticket.ok_or_else(|| unreachable_outcome(outcome))
+    }
+
+    /// [`Engine::report`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::report`].
+    pub fn report(&self, task: &TaskRef, report: Report) -> Result<(), Error> {
+        let op = Op::Report {
+            job: task.id,
+            epoch: task.epoch,
+            report,
+        };
+        self.run_plain(&task.key, op)?.outcome.map(drop)
+    }
+
+    /// [`Engine::cancel`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::cancel`].
+    pub fn cancel(&self, key: &GraphKey, job: JobId) -> Result<(), Error> {
+        self.run_plain(key, Op::Cancel { job })?.outcome.map(drop)
     }
 }
 

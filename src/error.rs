@@ -1,14 +1,39 @@
-//! The crate's one error type (SPEC section 9).
+//! The crate's one error type (`docs/CONTRACT.md`, section 9), and
+//! [`LogError`], the cause a commit log gives when it cannot take a
+//! command.
+//!
+//! Operations that can fail only in a few ways of their own have their own
+//! small types instead, the way `crossbeam-channel` gives `recv_timeout`
+//! a `RecvTimeoutError`: decoding an image ([`ImageError`]) and reading
+//! events ([`EventError`]). Everything a command can meet is an [`Error`],
+//! so that a host maps one type onto its API (`docs/DESIGN.md`, "Error
+//! types").
+//!
+//! [`ImageError`]: crate::ImageError
+//! [`EventError`]: crate::EventError
 
-use crate::id::{Epoch, GraphKey, IdKind, JobId};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::id::{Epoch, GraphKey, IdKind, JobId, RequestId};
 use crate::state::{GraphState, Operation};
 use crate::task::TaskStatus;
 
-/// Everything that can go wrong, each with a stable [`code`](Error::code)
-/// and an [`http_status`](Error::http_status).
+/// Everything that can go wrong with a command or a query, each with a
+/// stable [`code`](Error::code) and an [`http_status`](Error::http_status).
 ///
-/// A call that returns an error changed nothing.
+/// A call that returns an error changed nothing, with two exceptions, both
+/// documented where they arise: a command that carried a
+/// [`RequestId`](crate::RequestId) leaves its refusal in the graph's
+/// request window, so that a retry gets the same answer; and a
+/// [`CommitLog`](Error::CommitLog) failure met after the command was
+/// applied in memory.
+///
+/// With the `serde` feature it is `Serialize` and `Deserialize`, so that a
+/// replica can answer a command with the outcome the log decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Error {
     /// A project, graph or job id, or a task kind name, is malformed.
@@ -19,13 +44,13 @@ pub enum Error {
         /// The input, escaped and shortened.
         value: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
     /// An argument other than an id is malformed.
     #[error("invalid {what}: {reason}")]
     InvalidArgument {
         /// Which argument.
-        what: &'static str,
+        what: Cow<'static, str>,
         /// What is wrong with it.
         reason: String,
     },
@@ -93,7 +118,7 @@ pub enum Error {
         /// Its status.
         status: TaskStatus,
         /// The report's name.
-        report: &'static str,
+        report: Cow<'static, str>,
     },
     /// A progress report past 100 or below the task's progress.
     #[error("job {job} of graph {key} is at {current}%: progress {reported}% is refused")]
@@ -158,26 +183,34 @@ pub enum Error {
         /// The repeated id.
         job: JobId,
     },
-    /// The journal (feature `journal`) could not write, sync or read. After
-    /// a failed write or sync the engine refuses every further command
-    /// with this error until it is opened again; the command that met the
-    /// failure may have changed the engine's memory but is not durable.
-    #[error("journal failure: {detail}")]
-    Journal {
-        /// What failed, with the file and the operating system's error.
-        detail: String,
+    /// The command's request id was used within the window for another
+    /// operation, or a report or cancel of another task: a request id
+    /// names one command, and its retries repeat it.
+    #[error("request id \"{request}\" on graph {key} was first used for {first}, not for {op}")]
+    RequestReused {
+        /// The graph.
+        key: GraphKey,
+        /// The request id.
+        request: RequestId,
+        /// What it was first used for (an operation's name, with the job
+        /// for a report or cancel).
+        first: String,
+        /// What it is used for now.
+        op: String,
     },
-    /// Opening a durable engine found a damaged record in the middle of
-    /// the journal, with intact records after it. Nothing past it is
-    /// applied; `docs/JOURNAL.md` says how an operator proceeds.
-    #[error("journal record at byte {offset} of {file} is corrupt: {detail}")]
-    JournalCorrupt {
-        /// The journal file (a path for a directory journal).
-        file: String,
-        /// The byte offset of the damaged record in that file.
-        offset: u64,
-        /// What is wrong with it.
-        detail: String,
+    /// The engine's commit log (a journal, a replicated log) refused the
+    /// command or failed to make it durable. Refused before it was applied
+    /// (the log is failed or read-only), the command changed nothing; met
+    /// after (the write or the sync failed), the command may be applied in
+    /// memory without being durable, and the log refuses every later
+    /// command: `source` says which, and keeps the log's own error.
+    #[error("the commit log cannot take the command on graph {key}: {source}")]
+    CommitLog {
+        /// The graph of the command.
+        key: GraphKey,
+        /// The log's error.
+        #[source]
+        source: LogError,
     },
 }
 
@@ -201,8 +234,8 @@ impl Error {
             Error::NoJobReceiver { .. } => "NO_JOB_RECEIVER",
             Error::ShutDown { .. } => "SHUT_DOWN",
             Error::DuplicateJobId { .. } => "DUPLICATE_JOB_ID",
-            Error::Journal { .. } => "JOURNAL_FAILED",
-            Error::JournalCorrupt { .. } => "JOURNAL_CORRUPT",
+            Error::RequestReused { .. } => "REQUEST_ID_REUSED",
+            Error::CommitLog { .. } => "COMMIT_LOG_FAILED",
         }
     }
 
@@ -218,23 +251,21 @@ impl Error {
             Error::GraphExists { .. }
             | Error::TaskTerminal { .. }
             | Error::StaleEpoch { .. }
-            | Error::ReportRefused { .. } => 409,
+            | Error::ReportRefused { .. }
+            | Error::RequestReused { .. } => 409,
             Error::TooManyTasks { .. } => 429,
             Error::TooManyGraphs { .. }
             | Error::NoJobReceiver { .. }
             | Error::ShutDown { .. }
-            | Error::Journal { .. } => 503,
-            Error::DuplicateJobId { .. } | Error::JournalCorrupt { .. } => 500,
+            | Error::CommitLog { .. } => 503,
+            Error::DuplicateJobId { .. } => 500,
         }
     }
 
     /// The graph the error is about, if any.
     pub fn graph(&self) -> Option<&GraphKey> {
         match self {
-            Error::InvalidId { .. }
-            | Error::InvalidArgument { .. }
-            | Error::Journal { .. }
-            | Error::JournalCorrupt { .. } => None,
+            Error::InvalidId { .. } | Error::InvalidArgument { .. } => None,
             Error::GraphNotFound { key }
             | Error::GraphExists { key }
             | Error::TaskNotFound { key, .. }
@@ -248,7 +279,100 @@ impl Error {
             | Error::TooManyTasks { key, .. }
             | Error::NoJobReceiver { key, .. }
             | Error::ShutDown { key, .. }
-            | Error::DuplicateJobId { key, .. } => Some(key),
+            | Error::DuplicateJobId { key, .. }
+            | Error::RequestReused { key, .. }
+            | Error::CommitLog { key, .. } => Some(key),
         }
+    }
+}
+
+/// Why a commit log could not take a command: the log's own error, kept
+/// whole (its `source` chain, and its type for
+/// [`downcast_ref`](Self::downcast_ref)), behind a cheap clone.
+///
+/// Two `LogError`s are equal when they read the same. Serialized, it is
+/// its message; deserialized, a message with no cause behind it.
+///
+/// ```
+/// use graph_lifecycle::LogError;
+/// use std::io;
+/// let e = LogError::new(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+/// assert_eq!(e.to_string(), "disk full");
+/// assert_eq!(e.downcast_ref::<io::Error>().map(io::Error::kind), Some(io::ErrorKind::StorageFull));
+/// ```
+#[derive(Clone)]
+pub struct LogError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl LogError {
+    /// Wraps the log's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+
+    /// A log error with only a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self(Arc::new(Message(message.into())))
+    }
+
+    /// The log's error.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The log's error as a `T`, if it is one.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for LogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for LogError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for LogError {}
+
+/// The message of a [`LogError::msg`].
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for LogError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for LogError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(LogError::msg)
     }
 }

@@ -1,15 +1,19 @@
-//! One graph's state machine and task table: the deterministic apply step.
+//! The pure step: one graph's state machine and task table, and the rule
+//! for a key that has no graph. No lock, no clock, no channel: a
+//! [`Command`] and the state in, the outcome and the effects out.
 //!
 //! [`GraphData::apply`] validates a command completely before it changes
-//! anything, so a refused command leaves no trace. Its side effects (jobs
+//! anything, so a refused command leaves no trace (but its answer in the
+//! request window, when it carried a request id). Its side effects (jobs
 //! to hand over, tokens to fire, changes to publish) are collected in an
 //! [`Effects`] buffer that the engine dispatches while it still holds the
-//! graph's lock.
+//! graph's lock. [`apply_absent`] is the same step for a key with no
+//! graph: a create makes one, anything else is "not found".
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::command::{Op, Outcome, Restart};
+use crate::command::{Command, Op, Outcome, Restart};
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::Change;
@@ -24,10 +28,11 @@ use crate::task::{
 };
 use crate::time::Timestamp;
 
-#[cfg(feature = "journal")]
-mod image;
-#[cfg(feature = "journal")]
-pub(crate) use image::GraphImage;
+pub(crate) mod queue;
+pub(crate) mod window;
+
+use queue::{Key, Timed, TimedQueue};
+pub(crate) use window::{Answered, Requests};
 
 /// Hashes job ids by mixing their two halves: ids come from the engine's
 /// id source, never from an attacker, so a keyed hash buys nothing and
@@ -79,7 +84,6 @@ type IdMap<V> = HashMap<JobId, V, BuildHasherDefault<IdHasher>>;
 
 /// A task as the table keeps it.
 #[derive(Debug, Clone)]
-#[cfg_attr(feature = "journal", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Task {
     pub(crate) id: JobId,
     pub(crate) kind: TaskKind,
@@ -96,8 +100,18 @@ pub(crate) struct Task {
     pub(crate) reason: Option<FailReason>,
     pub(crate) payload: Payload,
     /// Present while the task is live.
-    #[cfg_attr(feature = "journal", serde(skip))]
     pub(crate) token: Option<CancelToken>,
+}
+
+/// Ended tasks are retained in the order they ended.
+impl Timed for Task {
+    type Id = JobId;
+    fn id(&self) -> &JobId {
+        &self.id
+    }
+    fn key(&self) -> Key {
+        (self.ended_at.unwrap_or(Timestamp::ZERO), self.seq)
+    }
 }
 
 impl Task {
@@ -135,6 +149,10 @@ impl Task {
 pub(crate) struct Effects {
     /// Whether to record `changes` (someone subscribed).
     pub(crate) record: bool,
+    /// The command changed the state (so a commit log must keep it).
+    pub(crate) changed: bool,
+    /// The command's request id was in the window: nothing changed.
+    pub(crate) repeat: bool,
     pub(crate) jobs: Vec<Job>,
     /// The ticket of a registered host task, returned to the caller
     /// instead of being sent.
@@ -150,61 +168,22 @@ impl Effects {
             self.changes.push(change());
         }
     }
-}
 
-/// Terminal tasks in the order they ended, which is the eviction order:
-/// each task stored once, in a queue that grows to the retention bound
-/// and no further, with an index from id to position.
-#[derive(Debug, Default)]
-pub(crate) struct Retained {
-    tasks: VecDeque<Task>,
-    /// Id to absolute position: `base` is the position of `tasks[0]`.
-    index: IdMap<u64>,
-    base: u64,
-}
-
-impl Retained {
-    pub(crate) fn get(&self, id: &JobId) -> Option<&Task> {
-        let pos = self.index.get(id)?.checked_sub(self.base)?;
-        self.tasks.get(usize::try_from(pos).ok()?)
-    }
-
-    /// Appends a task that just ended; the queue's capacity doubles up to
-    /// `cap`, not past it.
-    pub(crate) fn push(&mut self, task: Task, cap: usize) {
-        let len = self.tasks.len();
-        if len == self.tasks.capacity() {
-            let want = (len * 2).max(4).min(cap.max(len + 1));
-            self.tasks.reserve_exact(want - len);
-        }
-        self.index.insert(task.id, self.base + len as u64);
-        self.tasks.push_back(task);
-    }
-
-    pub(crate) fn front(&self) -> Option<&Task> {
-        self.tasks.front()
-    }
-
-    pub(crate) fn pop_front(&mut self) -> Option<Task> {
-        let t = self.tasks.pop_front()?;
-        self.index.remove(&t.id);
-        self.base += 1;
-        Some(t)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.iter()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.tasks.clear();
-        self.index.clear();
+    /// Ready for the next command; keeps the buffers' memory.
+    pub(crate) fn reset(&mut self, record: bool) {
+        self.record = record;
+        self.changed = false;
+        self.repeat = false;
+        self.jobs.clear();
+        self.ticket = None;
+        self.void.clear();
+        self.changes.clear();
     }
 }
+
+/// Terminal tasks, oldest-ended first: each stored once, in a queue that
+/// grows to the retention bound and no further, with an index by id.
+pub(crate) type Retained = TimedQueue<Task, BuildHasherDefault<IdHasher>>;
 
 /// A task about to enter the table, validated.
 struct NewTask {
@@ -225,25 +204,23 @@ pub(crate) struct GraphData {
     pub(crate) updated_at: Timestamp,
     /// Set when the graph is removed; a handle may outlive the graph.
     pub(crate) removed: bool,
-    next_seq: u64,
+    pub(crate) next_seq: u64,
     /// The live lifecycle job; its kind matches `state`.
     pub(crate) lifecycle: Option<JobId>,
-    /// The idempotency key of the live restart job, if it had one.
-    pub(crate) restart_key: Option<(JobId, String)>,
     pub(crate) live: IdMap<Task>,
     pub(crate) done: Retained,
     /// Deadlines of live tasks.
-    deadlines: BTreeSet<(Timestamp, JobId)>,
+    pub(crate) deadlines: BTreeSet<(Timestamp, JobId)>,
+    /// The answers to commands that carried a request id.
+    pub(crate) requests: Requests,
     /// Voids the tokens of older epochs, and all of them on removal;
     /// moved when the registry publishes a commit.
     pub(crate) fence: Arc<Fence>,
 }
 
-/// The longest idempotency key accepted, in bytes.
-pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 256;
-
 impl GraphData {
-    pub(crate) fn new(key: GraphKey, at: Timestamp) -> Self {
+    /// A new graph, Stopped, that goes on with its key's request window.
+    pub(crate) fn new(key: GraphKey, at: Timestamp, requests: Requests) -> Self {
         Self {
             key,
             state: GraphState::Stopped,
@@ -253,10 +230,10 @@ impl GraphData {
             removed: false,
             next_seq: 0,
             lifecycle: None,
-            restart_key: None,
             live: IdMap::default(),
             done: Retained::default(),
             deadlines: BTreeSet::new(),
+            requests,
             fence: Fence::new(Epoch::ZERO),
         }
     }
@@ -290,8 +267,32 @@ impl GraphData {
         }
     }
 
-    /// Applies `op` at time `at`. On error nothing changed.
+    /// Applies a command: the pure step. A command whose request id the
+    /// window holds gets its first answer and changes nothing
+    /// (`fx.repeat`); any other is applied, and its answer recorded if it
+    /// carried a request id. On error nothing changed but that record.
     pub(crate) fn apply(
+        &mut self,
+        cfg: &Config,
+        cmd: &Command,
+        fx: &mut Effects,
+    ) -> Result<Outcome, Error> {
+        if let Some(answer) = self.requests.answer(cfg, cmd) {
+            fx.repeat = true;
+            return answer;
+        }
+        let result = self.step(cfg, cmd.at, &cmd.op, fx);
+        if let Some(id) = &cmd.request {
+            self.requests
+                .record(cfg, id.clone(), cmd.at, cmd.op.asked(), result.clone());
+            fx.changed = true;
+        }
+        result
+    }
+
+    /// Applies `op` at time `at`; `fx.changed` says whether it changed
+    /// anything. On error nothing changed.
+    fn step(
         &mut self,
         cfg: &Config,
         at: Timestamp,
@@ -353,16 +354,41 @@ impl GraphData {
                 &Payload::EMPTY,
                 fx,
             ),
-            Op::ForceRestart {
-                job,
-                idempotency_key,
-            } => self.force_restart(cfg, at, *job, idempotency_key.as_deref(), fx),
+            Op::ForceRestart { job } => self.force_restart(cfg, at, *job, fx),
             Op::RegisterTask { job, spec } => self.register(cfg, at, *job, spec, fx),
             Op::Report { job, epoch, report } => self.report(cfg, at, *job, *epoch, report, fx),
             Op::Cancel { job } => self.cancel(cfg, at, *job, fx),
             Op::Expire => Ok(self.expire(cfg, at, fx)),
             Op::Recover => Ok(self.recover(cfg, at, fx)),
         }
+    }
+
+    /// The ticket of a host task, for a retried registration: the task's
+    /// own token while it is live, a token that reads as it ended after.
+    pub(crate) fn ticket(&self, job: JobId) -> Option<Job> {
+        let t = self.task(job)?;
+        let token = match &t.token {
+            Some(token) => token.clone(),
+            None => {
+                let token = CancelToken::new(&self.fence, t.epoch);
+                if t.status == TaskStatus::Succeeded {
+                    token.settle();
+                } else {
+                    token.fire();
+                }
+                token
+            }
+        };
+        Some(Job {
+            task: TaskRef {
+                key: self.key.clone(),
+                id: job,
+                epoch: t.epoch,
+            },
+            kind: t.kind.clone(),
+            payload: t.payload.clone(),
+            token,
+        })
     }
 
     fn check_new_task(&self, cfg: &Config, job: JobId, payload: &Payload) -> Result<(), Error> {
@@ -374,7 +400,7 @@ impl GraphData {
         }
         if payload.len() > cfg.max_payload_bytes {
             return Err(Error::InvalidArgument {
-                what: "payload",
+                what: "payload".into(),
                 reason: format!(
                     "{} bytes, more than the limit of {}",
                     payload.len(),
@@ -473,6 +499,7 @@ impl GraphData {
         self.lifecycle = Some(job);
         self.set_state(to, fx);
         self.updated_at = at;
+        fx.changed = true;
         fx.jobs.push(handed);
         Ok(Outcome::Job {
             job,
@@ -480,38 +507,17 @@ impl GraphData {
         })
     }
 
-    /// SPEC section 6, in one place. The caller holds the graph's lock for
-    /// the whole step and dispatches `fx` before releasing it.
+    /// The forced restart (`docs/CONTRACT.md`, section 6), in one place.
+    /// The caller holds the graph's lock for the whole step and dispatches
+    /// `fx` before releasing it.
     fn force_restart(
         &mut self,
         cfg: &Config,
         at: Timestamp,
         job: JobId,
-        idempotency_key: Option<&str>,
         fx: &mut Effects,
     ) -> Result<Outcome, Error> {
-        if let Some(k) = idempotency_key {
-            if k.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(Error::InvalidArgument {
-                    what: "idempotency key",
-                    reason: format!(
-                        "{} bytes, more than the limit of {MAX_IDEMPOTENCY_KEY}",
-                        k.len()
-                    ),
-                });
-            }
-            if let Some((current, key)) = &self.restart_key
-                && key == k
-                && self.lifecycle == Some(*current)
-            {
-                return Ok(Outcome::Restarted(Restart {
-                    job: *current,
-                    epoch: self.epoch,
-                    failed: 0,
-                    replayed: true,
-                }));
-            }
-        }
+        // 1. The graph exists (the caller found it).
         self.check_fresh_id(job)?;
 
         // 2. Every live task fails, a live restart as superseded. Their
@@ -587,14 +593,13 @@ impl GraphData {
         };
         let handed = self.insert_task(at, new, fx);
         self.lifecycle = Some(job);
-        self.restart_key = idempotency_key.map(|k| (job, k.to_owned()));
         self.updated_at = at;
+        fx.changed = true;
         fx.jobs.push(handed);
         Ok(Outcome::Restarted(Restart {
             job,
             epoch: self.epoch,
             failed,
-            replayed: false,
         }))
     }
 
@@ -619,6 +624,7 @@ impl GraphData {
         };
         let ticket = self.insert_task(at, new, fx);
         self.updated_at = at;
+        fx.changed = true;
         fx.ticket = Some(ticket);
         Ok(Outcome::Job {
             job,
@@ -673,7 +679,7 @@ impl GraphData {
             key: self.key.clone(),
             job,
             status: task.status,
-            report: report.name(),
+            report: report.name().into(),
         };
         match report {
             Report::Started => {
@@ -695,7 +701,7 @@ impl GraphData {
             Report::Failed(msg) => {
                 if msg.len() > cfg.max_message_bytes {
                     return Err(Error::InvalidArgument {
-                        what: "failure message",
+                        what: "failure message".into(),
                         reason: format!(
                             "{} bytes, more than the limit of {}",
                             msg.len(),
@@ -722,9 +728,11 @@ impl GraphData {
                 if let Report::Progress(p) = report {
                     task.progress = *p;
                 }
-                if before != (task.status, task.progress) {
-                    fx.record(|| task.change());
+                if before == (task.status, task.progress) {
+                    // A report that changes nothing leaves no trace.
+                    return Ok(Outcome::Updated);
                 }
+                fx.record(|| task.change());
             }
             Report::Succeeded => self.end_task(cfg, at, job, JobEnd::Succeeded, None, fx),
             Report::Failed(msg) => self.end_task(
@@ -737,6 +745,7 @@ impl GraphData {
             ),
         }
         self.updated_at = at;
+        fx.changed = true;
         Ok(Outcome::Updated)
     }
 
@@ -766,6 +775,7 @@ impl GraphData {
             fx,
         );
         self.updated_at = at;
+        fx.changed = true;
         Ok(Outcome::Updated)
     }
 
@@ -807,9 +817,6 @@ impl GraphData {
         if self.lifecycle == Some(job) {
             self.lifecycle = None;
             if let Some(kind) = task.kind.lifecycle() {
-                if kind == LifecycleKind::Restart {
-                    self.restart_key = None;
-                }
                 self.set_state(job_outcome(kind, end), fx);
             }
         }
@@ -898,6 +905,7 @@ impl GraphData {
         if timed_out > 0 {
             self.updated_at = at;
         }
+        fx.changed |= timed_out > 0 || evicted > 0;
         Outcome::Expired { timed_out, evicted }
     }
 
@@ -922,7 +930,6 @@ impl GraphData {
         }
         self.deadlines.clear();
         self.lifecycle = None;
-        self.restart_key = None;
         self.retire_all(cfg, ended, fx);
         let abnormal = self.state.job_kind().is_some();
         if abnormal {
@@ -930,17 +937,12 @@ impl GraphData {
         }
         if interrupted > 0 || abnormal {
             self.updated_at = at;
+            fx.changed = true;
         }
         Outcome::Recovered {
             interrupted,
             abnormal,
         }
-    }
-
-    /// Whether [`Op::Recover`] would change anything.
-    #[cfg(feature = "journal")]
-    pub(crate) fn needs_recovery(&self) -> bool {
-        !self.live.is_empty() || self.state.job_kind().is_some()
     }
 
     /// Validates a removal; on success marks the graph removed and voids
@@ -957,7 +959,61 @@ impl GraphData {
         self.deadlines.clear();
         self.removed = true;
         self.updated_at = at;
+        fx.changed = true;
         fx.record(|| Change::GraphRemoved);
         Ok(Outcome::Removed { voided })
     }
+}
+
+/// The pure step for a key with no graph, `graphs` graphs existing. A
+/// command whose request id the key's window holds gets its first answer
+/// (`fx.repeat`); a create makes the graph, Stopped, which takes the key's
+/// window with it (or is [`Error::TooManyGraphs`]); anything else is
+/// [`Error::GraphNotFound`]. A refusal is recorded in the window when the
+/// command carried a request id.
+///
+/// Returns the answer and, for a create, the new graph.
+pub(crate) fn apply_absent(
+    cfg: &Config,
+    cmd: &Command,
+    window: &mut Requests,
+    graphs: usize,
+    fx: &mut Effects,
+) -> (Result<Outcome, Error>, Option<GraphData>) {
+    if let Some(answer) = window.answer(cfg, cmd) {
+        fx.repeat = true;
+        return (answer, None);
+    }
+    let refusal = if !matches!(cmd.op, Op::Create) {
+        Some(Error::GraphNotFound {
+            key: cmd.key.clone(),
+        })
+    } else if graphs >= cfg.max_graphs {
+        Some(Error::TooManyGraphs {
+            key: cmd.key.clone(),
+            limit: cfg.max_graphs,
+        })
+    } else {
+        None
+    };
+    if let Some(e) = refusal {
+        if let Some(id) = &cmd.request {
+            window.record(cfg, id.clone(), cmd.at, cmd.op.asked(), Err(e.clone()));
+            fx.changed = true;
+        }
+        return (Err(e), None);
+    }
+    let mut g = GraphData::new(cmd.key.clone(), cmd.at, std::mem::take(window));
+    if let Some(id) = &cmd.request {
+        g.requests.record(
+            cfg,
+            id.clone(),
+            cmd.at,
+            cmd.op.asked(),
+            Ok(Outcome::Created),
+        );
+    }
+    fx.changed = true;
+    fx.record(|| Change::GraphCreated);
+    (Ok(Outcome::Created), Some(g))
 }

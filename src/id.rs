@@ -1,9 +1,12 @@
-//! Names: project ids, graph ids, graph keys, job ids and epochs.
+//! Names: project ids, graph ids, graph keys, job ids, request ids and
+//! epochs.
 //!
 //! Project and graph ids are validated on construction: 1 to
 //! [`MAX_ID_LEN`] bytes of ASCII letters, digits, `-` and `_`. Nothing else
 //! is accepted, so an id can be put in a path, a log line or a file name
-//! as it is. Job ids are UUIDs, time-ordered (v7) by default.
+//! as it is. Job ids are UUIDs, time-ordered (v7) by default. Request ids
+//! are the caller's own names for a command, for retries
+//! ([`RequestId`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,8 +17,12 @@ use crate::sync::Arc;
 /// Longest project or graph id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 
+/// Longest request id accepted, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 256;
+
 /// What kind of name a validation error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum IdKind {
     /// A [`ProjectId`].
     Project,
@@ -25,6 +32,8 @@ pub enum IdKind {
     Job,
     /// The name of a host task kind ([`crate::TaskKind::Host`]).
     TaskKind,
+    /// A [`RequestId`].
+    Request,
 }
 
 impl fmt::Display for IdKind {
@@ -34,6 +43,7 @@ impl fmt::Display for IdKind {
             IdKind::Graph => "graph id",
             IdKind::Job => "job id",
             IdKind::TaskKind => "task kind",
+            IdKind::Request => "request id",
         })
     }
 }
@@ -56,7 +66,7 @@ pub(crate) fn validate_name(kind: IdKind, s: &str) -> Result<(), Error> {
     Err(Error::InvalidId {
         kind,
         value: quote_input(s),
-        reason,
+        reason: reason.into(),
     })
 }
 
@@ -253,7 +263,7 @@ impl JobId {
             .map_err(|_| Error::InvalidId {
                 kind: IdKind::Job,
                 value: quote_input(s),
-                reason: "is not a UUID",
+                reason: "is not a UUID".into(),
             })
     }
 }
@@ -302,5 +312,101 @@ impl Epoch {
 impl fmt::Display for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A caller's name for one command, so that a retry of the command is
+/// answered rather than applied again (`docs/CONTRACT.md`, "Retries").
+///
+/// 1 to [`MAX_REQUEST_ID_LEN`] bytes of printable ASCII (space to `~`):
+/// an HTTP `Idempotency-Key` header or a UUID fits as it is. A command
+/// that carries one and whose request id the graph already answered
+/// within its window gets that first answer again and changes nothing.
+///
+/// ```
+/// use graph_lifecycle::RequestId;
+/// let id = RequestId::new("8e0c2bbd-retry-me").unwrap();
+/// assert_eq!(id.as_str(), "8e0c2bbd-retry-me");
+/// assert!(RequestId::new("").is_err());
+/// assert!(RequestId::new("tab\there").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(try_from = "String")
+)]
+pub struct RequestId(Arc<str>);
+
+fn validate_request(s: &str) -> Result<(), Error> {
+    let reason = if s.is_empty() {
+        "is empty"
+    } else if s.len() > MAX_REQUEST_ID_LEN {
+        "is longer than 256 bytes"
+    } else if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        "may hold only printable ASCII characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidId {
+        kind: IdKind::Request,
+        value: quote_input(s),
+        reason: reason.into(),
+    })
+}
+
+impl RequestId {
+    /// Validates `s` and makes a request id of it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] if `s` is empty, longer than
+    /// [`MAX_REQUEST_ID_LEN`] bytes, or holds a byte outside printable
+    /// ASCII.
+    pub fn new(s: &str) -> Result<Self, Error> {
+        validate_request(s)?;
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// The id as a string.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RequestId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+/// Validates like [`RequestId::new`], keeping the string.
+impl TryFrom<String> for RequestId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        validate_request(&s)?;
+        Ok(Self(Arc::from(s)))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({:?})", &*self.0)
+    }
+}
+
+/// A string; deserializing validates it like [`RequestId::new`].
+#[cfg(feature = "serde")]
+impl serde::Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }

@@ -23,9 +23,13 @@
 //!   grows, the graph enters Restarting and one restart job is handed over.
 //!   Reports about the voided tasks are refused with [`Error::StaleEpoch`],
 //!   and their [`CancelToken`]s go void so workers stop early.
-//! - Every change is a [`Command`] applied by a deterministic step
-//!   ([`Engine::apply`]); time and ids come in with the command, from an
-//!   injectable [`Clock`] and [`IdSource`].
+//! - Every change is a [`Command`] applied by a deterministic step; time
+//!   and ids come in with the command, from an injectable [`Clock`] and
+//!   [`IdSource`]. [`Engine::apply`] applies a command live (local checks,
+//!   then the [commit log](seam)); [`Engine::apply_decided`] applies one a
+//!   journal or a consensus log already decided. A command may carry a
+//!   [`RequestId`]: a retry is answered, not applied again.
+//! - The whole state is an [`Image`]: bytes out, an engine back.
 //! - Every committed change is an [`Event`] to any number of subscribers
 //!   ([`Engine::subscribe`]); a subscriber that falls behind is cut off,
 //!   never waited for.
@@ -72,7 +76,7 @@
 //! }
 //!
 //! // Something is wrong: restart the graph, failing whatever runs on it.
-//! let restart = engine.force_restart(&key, None)?;
+//! let restart = engine.force_restart(&key)?;
 //! # while graph.state() != Some(GraphState::Running) { thread::yield_now(); }
 //! let job = engine.task(&key, restart.job)?;
 //! assert_eq!(job.kind, TaskKind::Restart);
@@ -85,8 +89,9 @@
 //! # Determinism
 //!
 //! With the same [`Config`], the same commands applied in the same order
-//! give the same state. Drive an engine with a [`ManualClock`] and
-//! [`SequentialIds`], or record commands and replay them:
+//! give the same state, byte for byte. Drive an engine with a
+//! [`ManualClock`] and [`SequentialIds`], or record commands and apply
+//! them elsewhere as decided commands, as a journal or a replica does:
 //!
 //! ```
 //! use graph_lifecycle::*;
@@ -95,18 +100,18 @@
 //! let at = Timestamp::from_millis(1_000);
 //! let ids = SequentialIds::new(1);
 //! let commands = vec![
-//!     Command { key: key.clone(), at, op: Op::Create },
-//!     Command { key: key.clone(), at, op: Op::Start { job: ids.next_id(at), payload: Payload::EMPTY } },
-//!     Command { key: key.clone(), at, op: Op::ForceRestart { job: ids.next_id(at), idempotency_key: None } },
+//!     Command::new(key.clone(), at, Op::Create),
+//!     Command::new(key.clone(), at, Op::Start { job: ids.next_id(at), payload: Payload::EMPTY }),
+//!     Command::new(key.clone(), at, Op::ForceRestart { job: ids.next_id(at) }),
 //! ];
-//! let (a, _jobs_a) = Engine::builder().build();
-//! let (b, _jobs_b) = Engine::builder().build();
+//! let (leader, _jobs) = Engine::builder().build();
+//! let (replica, _its_jobs) = Engine::builder().build();
 //! for c in &commands {
-//!     a.apply(c.clone())?;
-//!     b.apply(c.clone())?;
+//!     leader.apply(c.clone())?;
+//!     replica.apply_decided(c, Dispatch::Hold).outcome?;
 //! }
-//! assert_eq!(a.snapshot(), b.snapshot());
-//! assert_eq!(a.state(&key)?, GraphState::Restarting);
+//! assert_eq!(leader.image().encode(), replica.image().encode());
+//! assert_eq!(replica.state(&key)?, GraphState::Restarting);
 //! # Ok::<(), graph_lifecycle::Error>(())
 //! ```
 //!
@@ -115,17 +120,22 @@
 //! - [`id`]: project, graph and job ids, graph keys, epochs.
 //! - [`state`]: graph states and the two transition tables.
 //! - [`task`]: tasks, their kinds, statuses, reasons and tokens.
-//! - [`command`]: commands, the deterministic seam.
-//! - [`engine`]: the engine, its builder and graph handles.
+//! - [`command`]: commands, outcomes, decided commands.
+//! - [`seam`]: the commit seam, where a journal or a replicated log plugs
+//!   in.
+//! - [`image`]: the whole state as bytes, and back.
+//! - [`engine`]: the engine, its builder, graph handles, retries.
 //! - [`outbox`]: the job hand-off and what the host must do with a job.
 //! - [`events`]: events and subscriptions.
 //! - [`query`]: listings, pages and snapshots.
 //! - [`error`]: the error enum.
 //! - [`config`]: limits, retention, timeouts.
 //! - [`time`]: timestamps, clocks and id sources.
-//! - `journal` (feature `journal`): the durable journal, snapshots and
-//!   recovery after a crash; `docs/JOURNAL.md`. The feature `serde` alone
-//!   makes commands and their parts `Serialize` and `Deserialize`.
+//!
+//! The feature `serde` makes commands, outcomes and errors `Serialize`
+//! and `Deserialize`. Durability lives in a crate of its own,
+//! `graph-lifecycle-journal`, which plugs into the [seam]; this crate
+//! does no file or network I/O.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -136,25 +146,28 @@ pub mod error;
 pub mod events;
 mod graph;
 pub mod id;
-#[cfg(feature = "journal")]
-pub mod journal;
+pub mod image;
 pub mod outbox;
 pub mod query;
 mod registry;
+pub mod seam;
 pub mod state;
 mod sync;
 pub mod task;
 pub mod time;
-mod wal;
 
-pub use command::{Command, Op, Outcome, Restart};
+pub use command::{Command, Decided, Dispatch, Op, Outcome, Restart};
 pub use config::Config;
-pub use engine::{Engine, EngineBuilder, GraphHandle};
-pub use error::Error;
+pub use engine::{Engine, EngineBuilder, GraphHandle, Request, WeakEngine};
+pub use error::{Error, LogError};
 pub use events::{Change, Event, EventError, Subscription};
-pub use id::{Epoch, GraphId, GraphKey, IdKind, JobId, MAX_ID_LEN, ProjectId};
+pub use id::{
+    Epoch, GraphId, GraphKey, IdKind, JobId, MAX_ID_LEN, MAX_REQUEST_ID_LEN, ProjectId, RequestId,
+};
+pub use image::{Image, ImageError};
 pub use outbox::{Job, JobReceiver, TaskRef};
 pub use query::{GraphInfo, GraphSnapshot, Page, Snapshot, StatusSet, TaskQuery};
+pub use seam::{CommitLog, InMemory};
 pub use state::{
     GraphState, JobEnd, LifecycleKind, Operation, Transition, job_outcome, transition,
 };

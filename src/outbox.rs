@@ -1,5 +1,5 @@
-//! The job hand-off (SPEC section 7): how lifecycle jobs reach the host's
-//! worker threads.
+//! The job hand-off (`docs/CONTRACT.md`, section 7): how lifecycle jobs
+//! reach the host's worker threads.
 //!
 //! The engine owns the sending side of an unbounded `crossbeam-channel`;
 //! the host's workers share [`JobReceiver`]s. A job is sent while its
@@ -135,6 +135,16 @@ impl Outbox {
             return Err(Closed::NoReceiver);
         }
         Ok(Lease(tx))
+    }
+
+    /// Sends clones of `jobs` (decided commands), unless the engine is shut
+    /// down. Never blocks.
+    pub(crate) fn send_all(&self, jobs: &[Job]) {
+        if let Some(tx) = &*self.tx.read() {
+            for job in jobs {
+                let _ = tx.send(job.clone());
+            }
+        }
     }
 
     /// Drops the sending side: workers see the channel close once drained.

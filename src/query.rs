@@ -90,6 +90,9 @@ pub struct TaskQuery {
     pub offset: usize,
     /// Most matches to return (default: all).
     pub limit: Option<usize>,
+    /// Whether `statuses` was chosen (by [`status`](Self::status) or
+    /// [`statuses`](Self::statuses)) rather than left at its default.
+    status_chosen: bool,
 }
 
 impl Default for TaskQuery {
@@ -100,6 +103,7 @@ impl Default for TaskQuery {
             until: None,
             offset: 0,
             limit: None,
+            status_chosen: false,
         }
     }
 }
@@ -110,20 +114,26 @@ impl TaskQuery {
         Self::default()
     }
 
-    /// Restricts to `s`; calls add up ("failed or cancelled").
+    /// Restricts to `s`; calls add up ("failed or cancelled"). The first
+    /// call replaces the default of every status.
     #[must_use]
     pub fn status(mut self, s: TaskStatus) -> Self {
-        if self.statuses == StatusSet::ALL {
-            self.statuses = StatusSet::NONE;
-        }
-        self.statuses = self.statuses.with(s);
+        let base = if self.status_chosen {
+            self.statuses
+        } else {
+            StatusSet::NONE
+        };
+        self.statuses = base.with(s);
+        self.status_chosen = true;
         self
     }
 
-    /// Restricts to a set of statuses.
+    /// Restricts to a set of statuses; later [`status`](Self::status)
+    /// calls add to it.
     #[must_use]
     pub fn statuses(mut self, set: StatusSet) -> Self {
         self.statuses = set;
+        self.status_chosen = true;
         self
     }
 
@@ -189,8 +199,6 @@ pub(crate) fn paginate<T>(items: Vec<T>, offset: usize, limit: Option<usize>) ->
 pub struct GraphSnapshot {
     /// Its summary.
     pub info: GraphInfo,
-    /// The idempotency key of its live restart.
-    pub restart_key: Option<String>,
     /// Every task it holds, in creation order.
     pub tasks: Vec<TaskInfo>,
 }
@@ -202,4 +210,36 @@ pub struct GraphSnapshot {
 pub struct Snapshot {
     /// Every graph, by key.
     pub graphs: Vec<GraphSnapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_calls_add_up_even_past_every_status() {
+        let mut q = TaskQuery::new();
+        assert_eq!(q.statuses, StatusSet::ALL);
+        for s in TaskStatus::ALL {
+            q = q.status(s);
+        }
+        assert_eq!(q.statuses, StatusSet::ALL);
+        let q = q.status(TaskStatus::Failed);
+        assert_eq!(q.statuses, StatusSet::ALL);
+        let q = TaskQuery::new()
+            .status(TaskStatus::Failed)
+            .status(TaskStatus::Cancelled);
+        assert_eq!(
+            q.statuses,
+            StatusSet::NONE
+                .with(TaskStatus::Failed)
+                .with(TaskStatus::Cancelled)
+        );
+        let q = TaskQuery::new()
+            .statuses(StatusSet::LIVE)
+            .status(TaskStatus::Failed);
+        assert!(
+            q.statuses.contains(TaskStatus::Pending) && q.statuses.contains(TaskStatus::Failed)
+        );
+    }
 }

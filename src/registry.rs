@@ -3,24 +3,31 @@
 //!
 //! Locks, always taken in this order and never the other way:
 //!
-//! 1. `projects` (the per-project index), only by create, remove and
-//!    listings;
+//! 1. `projects` (the per-project index), only by create, remove, listings
+//!    and [`replace`](Registry::replace);
 //! 2. one shard of the key map, held only to look a graph up (read) or to
 //!    insert or remove it (write); a lookup releases it before the graph's
-//!    mutex is taken, only a removal holds it (and `projects`) while it
-//!    takes the graph's mutex, so that checking the graph's state and
-//!    unlinking it are one step;
+//!    mutex is taken, only a create or a removal holds it (and `projects`)
+//!    while it takes the graph's mutex, so that checking the graph's state
+//!    and linking or unlinking it are one step;
 //! 3. one graph's mutex, held for a whole command: apply, then publish the
-//!    state word, fire tokens, send jobs and offer events.
+//!    state word, fire tokens, send jobs and offer events;
+//! 4. `absent`, the request windows of keys with no graph: taken by a
+//!    create (to hand the key's window to the new graph), a removal (to
+//!    keep the removed graph's), and a command with a request id that
+//!    finds no graph, which holds its shard's read lock meanwhile so that
+//!    no create slips in between.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 
 use crate::config::Config;
-use crate::graph::{Effects, GraphData};
+use crate::graph::{Effects, GraphData, Requests};
 use crate::id::{Epoch, GraphId, GraphKey, ProjectId};
 use crate::state::GraphState;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
+use crate::sync::{
+    Arc, AtomicU64, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use crate::time::Timestamp;
 
 /// The state code of a removed graph in the state word.
@@ -47,7 +54,11 @@ pub(crate) struct GraphCell {
 
 impl GraphCell {
     pub(crate) fn new(data: GraphData) -> Self {
-        let word = pack(data.state, data.epoch);
+        let word = if data.removed {
+            REMOVED
+        } else {
+            pack(data.state, data.epoch)
+        };
         data.fence.set(data.epoch, data.removed);
         Self {
             word: AtomicU64::new(word),
@@ -57,6 +68,14 @@ impl GraphCell {
                 fx: Effects::default(),
             }),
         }
+    }
+
+    /// A cell for `key` that reads as removed: the handle a repeated
+    /// create gets when its graph is gone.
+    pub(crate) fn detached(key: &GraphKey) -> Self {
+        let mut data = GraphData::new(key.clone(), Timestamp::ZERO, Requests::default());
+        data.removed = true;
+        Self::new(data)
     }
 
     /// State and epoch, `None` once removed. One atomic load.
@@ -107,13 +126,137 @@ fn pack(state: GraphState, epoch: Epoch) -> u64 {
     (epoch.0.min(u64::MAX >> 8) << 8) | u64::from(state.code())
 }
 
-type Shard = RwLock<HashMap<GraphKey, Arc<GraphCell>>>;
+type Map = HashMap<GraphKey, Arc<GraphCell>>;
+type Shard = RwLock<Map>;
 
 /// Graphs by key, and by project for listings.
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
     hasher: RandomState,
     projects: RwLock<Index>,
+    absent: Mutex<Absent>,
+}
+
+/// The request windows of keys with no graph, bounded: when there are
+/// more than the bound, the key whose newest answer is oldest goes first
+/// (ties by key), so that the same commands leave the same windows.
+#[derive(Default)]
+pub(crate) struct Absent {
+    windows: HashMap<GraphKey, Requests>,
+    order: BTreeSet<(Timestamp, GraphKey)>,
+}
+
+impl Absent {
+    /// Runs `f` on the key's window (an empty one if it has none) and
+    /// keeps what is left of it, within `cap` windows.
+    pub(crate) fn with_window<R>(
+        &mut self,
+        key: &GraphKey,
+        cap: usize,
+        f: impl FnOnce(&mut Requests) -> R,
+    ) -> R {
+        let mut w = self.take(key);
+        let out = f(&mut w);
+        self.put(key, w, cap);
+        out
+    }
+
+    /// Takes the key's window out.
+    pub(crate) fn take(&mut self, key: &GraphKey) -> Requests {
+        match self.windows.remove(key) {
+            Some(w) => {
+                if let Some(t) = w.newest() {
+                    self.order.remove(&(t, key.clone()));
+                }
+                w
+            }
+            None => Requests::default(),
+        }
+    }
+
+    /// Keeps `w` as the key's window (dropped if empty), then evicts
+    /// windows past `cap`.
+    pub(crate) fn put(&mut self, key: &GraphKey, w: Requests, cap: usize) {
+        let Some(t) = w.newest() else {
+            return;
+        };
+        self.order.insert((t, key.clone()));
+        self.windows.insert(key.clone(), w);
+        while self.windows.len() > cap {
+            let Some((_, k)) = self.order.pop_first() else {
+                break;
+            };
+            self.windows.remove(&k);
+        }
+    }
+
+    /// Every window, in key order.
+    pub(crate) fn sorted(&self) -> Vec<(&GraphKey, &Requests)> {
+        let mut v: Vec<_> = self.windows.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+/// The project index and the key's shard, both held for writing: a create
+/// or a removal, checked and carried out as one step.
+pub(crate) struct IndexGuard<'a> {
+    registry: &'a Registry,
+    index: RwLockWriteGuard<'a, Index>,
+    shard: RwLockWriteGuard<'a, Map>,
+}
+
+impl IndexGuard<'_> {
+    /// The key's graph, if it has one.
+    pub(crate) fn cell(&self, key: &GraphKey) -> Option<Arc<GraphCell>> {
+        self.shard.get(key).cloned()
+    }
+
+    /// How many graphs there are.
+    pub(crate) fn count(&self) -> usize {
+        self.index.count
+    }
+
+    /// Links a new graph under `key` (free: the caller checked).
+    pub(crate) fn insert(&mut self, key: &GraphKey, cell: Arc<GraphCell>) {
+        self.shard.insert(key.clone(), cell);
+        self.index
+            .by_project
+            .entry(key.project.clone())
+            .or_default()
+            .insert(key.graph.clone());
+        self.index.count += 1;
+    }
+
+    /// Unlinks the key's graph.
+    pub(crate) fn unlink(&mut self, key: &GraphKey) {
+        if self.shard.remove(key).is_none() {
+            return;
+        }
+        if let Some(set) = self.index.by_project.get_mut(&key.project) {
+            set.remove(&key.graph);
+            if set.is_empty() {
+                self.index.by_project.remove(&key.project);
+            }
+        }
+        self.index.count -= 1;
+    }
+
+    /// The windows of keys with no graph.
+    pub(crate) fn absent(&self) -> MutexGuard<'_, Absent> {
+        self.registry.absent.lock()
+    }
+}
+
+/// A key with no graph, held so: its shard's read lock (no create can
+/// link a graph under it meanwhile) and the windows of absent keys.
+pub(crate) struct AbsentGuard<'a> {
+    _shard: RwLockReadGuard<'a, Map>,
+    pub(crate) absent: MutexGuard<'a, Absent>,
 }
 
 /// Graph ids by project, and their number.
@@ -130,13 +273,19 @@ impl Registry {
             shards: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             projects: RwLock::new(Index::default()),
+            absent: Mutex::new(Absent::default()),
         }
     }
 
     #[inline]
-    fn shard(&self, key: &GraphKey) -> &Shard {
+    fn shard_index(&self, key: &GraphKey) -> usize {
         let h = self.hasher.hash_one(key);
-        &self.shards[(h % self.shards.len() as u64) as usize]
+        (h % self.shards.len() as u64) as usize
+    }
+
+    #[inline]
+    fn shard(&self, key: &GraphKey) -> &Shard {
+        &self.shards[self.shard_index(key)]
     }
 
     /// The graph's cell; the shard lock is released on return.
@@ -152,33 +301,28 @@ impl Registry {
         self.shard(key).read().get(key).map(|c| f(c))
     }
 
-    /// Inserts a new graph if the key is free and fewer than `max` graphs
-    /// exist. `announce` runs before the shard lock is released, so nothing
-    /// can reach the graph before it ran.
-    pub(crate) fn insert(
-        &self,
-        key: &GraphKey,
-        max: usize,
-        cell: Arc<GraphCell>,
-        announce: impl FnOnce(),
-    ) -> Result<(), InsertError> {
-        let mut index = self.projects.write();
-        let mut shard = self.shard(key).write();
+    /// Locks the index and the key's shard for a create or a removal.
+    pub(crate) fn lock_index(&self, key: &GraphKey) -> IndexGuard<'_> {
+        let index = self.projects.write();
+        let shard = self.shard(key).write();
+        IndexGuard {
+            registry: self,
+            index,
+            shard,
+        }
+    }
+
+    /// Holds a key that has no graph (see [`AbsentGuard`]); `None` if it
+    /// has one.
+    pub(crate) fn lock_absent(&self, key: &GraphKey) -> Option<AbsentGuard<'_>> {
+        let shard = self.shard(key).read();
         if shard.contains_key(key) {
-            return Err(InsertError::Exists);
+            return None;
         }
-        if index.count >= max {
-            return Err(InsertError::Full);
-        }
-        shard.insert(key.clone(), cell);
-        index
-            .by_project
-            .entry(key.project.clone())
-            .or_default()
-            .insert(key.graph.clone());
-        index.count += 1;
-        announce();
-        Ok(())
+        Some(AbsentGuard {
+            _shard: shard,
+            absent: self.absent.lock(),
+        })
     }
 
     /// How many graphs there are.
@@ -186,29 +330,37 @@ impl Registry {
         self.projects.read().count
     }
 
-    /// Removes `key` if `decide` agrees. `decide` runs with the index locks
-    /// held and gets the graph's cell.
-    pub(crate) fn remove_if<T, E>(
+    /// Replaces every graph and every absent window; returns the graphs
+    /// replaced. Holds the index and every shard for writing meanwhile.
+    pub(crate) fn replace(
         &self,
-        key: &GraphKey,
-        missing: E,
-        decide: impl FnOnce(&GraphCell) -> Result<T, E>,
-    ) -> Result<T, E> {
+        cells: Vec<(GraphKey, Arc<GraphCell>)>,
+        absent: Absent,
+    ) -> Vec<Arc<GraphCell>> {
         let mut index = self.projects.write();
-        let mut shard = self.shard(key).write();
-        let Some(cell) = shard.get(key) else {
-            return Err(missing);
-        };
-        let out = decide(cell)?;
-        shard.remove(key);
-        if let Some(set) = index.by_project.get_mut(&key.project) {
-            set.remove(&key.graph);
-            if set.is_empty() {
-                index.by_project.remove(&key.project);
-            }
+        let mut shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
+        let mut old = Vec::new();
+        for s in &mut shards {
+            old.extend(s.drain().map(|(_, c)| c));
         }
-        index.count -= 1;
-        Ok(out)
+        *index = Index::default();
+        for (key, cell) in cells {
+            let i = self.shard_index(&key);
+            index
+                .by_project
+                .entry(key.project.clone())
+                .or_default()
+                .insert(key.graph.clone());
+            index.count += 1;
+            shards[i].insert(key, cell);
+        }
+        *self.absent.lock() = absent;
+        old
+    }
+
+    /// Runs `f` on the windows of absent keys.
+    pub(crate) fn with_absent<R>(&self, f: impl FnOnce(&Absent) -> R) -> R {
+        f(&self.absent.lock())
     }
 
     /// The project's graphs in id order, from `offset`, at most `limit`,
@@ -261,10 +413,4 @@ impl Registry {
             }
         }
     }
-}
-
-/// Why [`Registry::insert`] refused.
-pub(crate) enum InsertError {
-    Exists,
-    Full,
 }

@@ -123,6 +123,7 @@ impl fmt::Display for GraphState {
 
 /// The kinds of lifecycle job the engine emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum LifecycleKind {
     /// Load the graph.
     Start,
@@ -168,6 +169,7 @@ impl fmt::Display for LifecycleKind {
 
 /// The operations a caller can ask of a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Operation {
     /// Create a graph (from "absent").
     Create,

@@ -21,21 +21,21 @@
 pub(crate) use std::sync::Arc;
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use self::loom_locks::{Mutex, RwLock};
 #[cfg(loom)]
-pub(crate) use loom::sync::RwLockReadGuard;
-#[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 
 /// The job and event channels.
 #[cfg(not(loom))]
 pub(crate) mod channel {
-    pub(crate) use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+    pub(crate) use crossbeam_channel::{Receiver, Sender, unbounded};
 }
 
 /// loom's locks with `parking_lot`'s calling convention: `lock`, `read`

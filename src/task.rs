@@ -329,7 +329,7 @@ impl fmt::Display for FailReason {
 /// engine.start(&key).unwrap();
 /// let job = jobs.try_recv().unwrap();
 /// assert!(!job.token.is_void());
-/// engine.force_restart(&key, None).unwrap();
+/// engine.force_restart(&key).unwrap();
 /// assert!(job.token.is_void());
 /// ```
 #[derive(Clone)]
@@ -389,6 +389,13 @@ impl CancelToken {
             LIVE => self.0.fence.0.load(Ordering::Acquire) != self.0.epoch,
             s => s == VOID,
         }
+    }
+
+    /// A token that is void already, for a task that is gone.
+    pub(crate) fn voided() -> Self {
+        let token = Self::new(&Fence::new(Epoch::ZERO), Epoch::ZERO);
+        token.fire();
+        token
     }
 
     /// The task failed, was cancelled or timed out.

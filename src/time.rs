@@ -149,10 +149,21 @@ impl ManualClock {
         self.0.store(t.as_millis(), Ordering::SeqCst);
     }
 
-    /// Moves the time forward by `d`.
+    /// Moves the time forward by `d`, saturating at [`Timestamp::MAX`].
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        let max = Timestamp::MAX.as_millis();
+        let mut now = self.0.load(Ordering::SeqCst);
+        loop {
+            let next = now.saturating_add(ms).min(max);
+            match self
+                .0
+                .compare_exchange(now, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return,
+                Err(seen) => now = seen,
+            }
+        }
     }
 }
 
@@ -268,5 +279,21 @@ impl IdSource for SequentialIds {
         JobId::from_uuid(
             uuid::Builder::from_unix_timestamp_millis(now.as_millis(), &tail).into_uuid(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_advanced_past_the_end_of_time_stays_there() {
+        let c = ManualClock::new(Timestamp::from_millis(u64::MAX - 10));
+        c.advance(Duration::from_millis(5));
+        assert_eq!(c.now(), Timestamp::from_millis(u64::MAX - 5));
+        c.advance(Duration::from_millis(5));
+        assert_eq!(c.now(), Timestamp::MAX);
+        c.advance(Duration::MAX);
+        assert_eq!(c.now(), Timestamp::MAX);
     }
 }

@@ -216,16 +216,21 @@ fn concurrent_workers_restarts_operations_and_cancels_keep_every_invariant() {
             }
         }));
     }
-    // Forced restarts, some retried with an idempotency key.
+    // Forced restarts, some retried with a request id.
     {
         let (engine, keys, log) = (engine.clone(), keys.clone(), log.clone());
         operators.push(thread::spawn(move || {
             let mut rng = Rng::new(300);
+            let mut seen = HashSet::new();
             for _ in 0..RESTART_ROUNDS {
                 let k = &keys[rng.below(keys.len())];
-                let idem = ["a", "b"].get(rng.below(3)).copied();
-                let r = engine.force_restart(k, idem).unwrap();
-                if r.replayed {
+                let idem = ["a", "b"]
+                    .get(rng.below(3))
+                    .map(|s| RequestId::new(s).unwrap());
+                let r = engine.request(idem.clone()).force_restart(k).unwrap();
+                // A retry is answered with the first restart of its id.
+                let repeat = idem.is_some() && !seen.insert((k.clone(), idem, r.job));
+                if repeat {
                     log.replayed.lock().unwrap().push(r.job);
                 } else {
                     log.committed.lock().unwrap().push((k.clone(), r.job));
@@ -522,4 +527,35 @@ fn concurrent_workers_restarts_operations_and_cancels_keep_every_invariant() {
         );
         assert!(evs.iter().all(|e| &e.key == k));
     }
+}
+
+/// A create that succeeded returns its graph, whatever removals race with
+/// it: it never answers GRAPH_NOT_FOUND for the graph it made.
+#[test]
+fn create_returns_the_graph_it_created_while_removals_race_with_it() {
+    let (engine, _jobs) = Engine::builder().build();
+    let key = GraphKey::parse("p", "g").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let remover = {
+        let (engine, key, stop) = (engine.clone(), key.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = engine.remove_graph(&key);
+            }
+        })
+    };
+    let (mut created, mut exists) = (0, 0);
+    for _ in 0..20_000 {
+        match engine.create_graph(&key) {
+            Ok(handle) => {
+                assert_eq!(handle.key(), &key);
+                created += 1;
+            }
+            Err(e) if e.code() == "GRAPH_EXISTS" => exists += 1,
+            Err(e) => panic!("create answered {e} for a graph it may have made"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    remover.join().unwrap();
+    assert!(created > 0, "{created} created, {exists} found existing");
 }

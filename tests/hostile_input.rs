@@ -2,79 +2,12 @@
 //! and leaves the engine exactly as it was.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use graph_lifecycle::*;
 
-const T0: u64 = 1_000_000;
-
-struct Rig {
-    engine: Engine,
-    jobs: JobReceiver,
-    clock: Arc<ManualClock>,
-}
-
-impl Rig {
-    fn new() -> Self {
-        Self::with(Config::default())
-    }
-
-    fn with(cfg: Config) -> Self {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
-        let (engine, jobs) = Engine::builder()
-            .config(cfg)
-            .clock(clock.clone())
-            .ids(SequentialIds::new(3))
-            .build();
-        Rig {
-            engine,
-            jobs,
-            clock,
-        }
-    }
-
-    fn tick(&self) {
-        self.clock.advance(Duration::from_millis(10));
-    }
-
-    fn job(&self) -> Job {
-        self.jobs.try_recv().expect("a job was handed over")
-    }
-
-    fn running(&self, key: &GraphKey) {
-        self.engine.create_graph(key).unwrap();
-        self.engine.start(key).unwrap();
-        let job = self.job();
-        self.engine.report(&job.task, Report::Succeeded).unwrap();
-        self.tick();
-    }
-
-    fn host_task(&self, key: &GraphKey) -> Job {
-        self.tick();
-        self.engine
-            .register_task(key, TaskSpec::new(HostKind::new("algo").unwrap()))
-            .unwrap()
-    }
-
-    /// Runs `f`, which must fail, and checks that it changed nothing and
-    /// handed no job over.
-    #[track_caller]
-    fn refused<T: std::fmt::Debug>(&self, f: impl FnOnce(&Engine) -> Result<T, Error>) -> Error {
-        let before = self.engine.snapshot();
-        let next = self.engine.next_deadline();
-        self.tick();
-        let err = f(&self.engine).expect_err("the call should be refused");
-        assert_eq!(self.engine.snapshot(), before, "{err}");
-        assert_eq!(self.engine.next_deadline(), next);
-        assert!(self.jobs.is_empty(), "{err}: a job was handed over");
-        err
-    }
-}
-
-fn key(project: &str, graph: &str) -> GraphKey {
-    GraphKey::parse(project, graph).unwrap()
-}
+mod common;
+use common::*;
 
 /// Checks that the message names what the error is about.
 #[track_caller]
@@ -263,7 +196,7 @@ fn unknown_job_ids_are_task_not_found_and_change_nothing() {
     let sibling = key("proj", "sibling");
     rig.running(&k);
     rig.running(&sibling);
-    let live = rig.host_task(&sibling);
+    let live = rig.host_task(&sibling, "algo");
     let strangers = [
         JobId::from_uuid(uuid_nil()),
         JobId::from_uuid(uuid_max()),
@@ -309,7 +242,7 @@ fn progress_past_100_or_backwards_is_bad_progress_and_changes_nothing() {
     let rig = Rig::new();
     let k = key("proj", "g");
     rig.running(&k);
-    let t = rig.host_task(&k);
+    let t = rig.host_task(&k, "algo");
     for p in [101, 200, 255] {
         let err = rig.refused(|e| e.report(&t.task, Report::Progress(p)));
         assert_eq!(
@@ -357,8 +290,8 @@ fn reports_carrying_an_old_or_forged_epoch_are_refused_and_change_nothing() {
         rig.engine.import(&k, "a").unwrap();
         rig.job()
     };
-    let old_host = rig.host_task(&k);
-    let r = rig.engine.force_restart(&k, None).unwrap();
+    let old_host = rig.host_task(&k, "algo");
+    let r = rig.engine.force_restart(&k).unwrap();
     let restart = rig.job();
     rig.engine.report(&restart.task, Report::Succeeded).unwrap();
     rig.engine.import(&k, "b").unwrap();
@@ -401,7 +334,7 @@ fn double_completion_and_double_start_are_refused_and_change_nothing() {
     let k = key("proj", "g");
     rig.running(&k);
 
-    let t = rig.host_task(&k);
+    let t = rig.host_task(&k, "algo");
     rig.engine.report(&t.task, Report::Started).unwrap();
     let err = rig.refused(|e| e.report(&t.task, Report::Started));
     assert_eq!(
@@ -410,14 +343,14 @@ fn double_completion_and_double_start_are_refused_and_change_nothing() {
             key: k.clone(),
             job: t.id(),
             status: TaskStatus::Running,
-            report: "started"
+            report: "started".into()
         }
     );
     assert_eq!((err.code(), err.http_status()), ("REPORT_REFUSED", 409));
     names(&err, Some(&k), Some(t.id()), &["running", "started"]);
 
     // A progress report starts a Pending task; a Started after it is late.
-    let p = rig.host_task(&k);
+    let p = rig.host_task(&k, "algo");
     rig.engine.report(&p.task, Report::Progress(10)).unwrap();
     assert_eq!(
         rig.refused(|e| e.report(&p.task, Report::Started)).code(),
@@ -463,11 +396,11 @@ fn cancelling_a_terminal_task_is_refused_and_changes_nothing() {
     let rig = Rig::new();
     let k = key("proj", "g");
     rig.running(&k);
-    let a = rig.host_task(&k);
+    let a = rig.host_task(&k, "algo");
     rig.engine.report(&a.task, Report::Succeeded).unwrap();
-    let b = rig.host_task(&k);
+    let b = rig.host_task(&k, "algo");
     rig.engine.cancel(&k, b.id()).unwrap();
-    let c = rig.host_task(&k);
+    let c = rig.host_task(&k, "algo");
     rig.engine
         .report(&c.task, Report::Failed("x".into()))
         .unwrap();
@@ -497,7 +430,7 @@ fn a_removed_graph_is_not_found_everywhere_and_its_handle_reads_none() {
     rig.running(&k);
     let handle = rig.engine.graph(&k).unwrap();
     assert!(handle.serves_queries());
-    let host = rig.host_task(&k);
+    let host = rig.host_task(&k, "algo");
     rig.engine.stop(&k).unwrap();
     let stop = rig.job();
     rig.engine.report(&stop.task, Report::Succeeded).unwrap();
@@ -532,7 +465,7 @@ fn a_removed_graph_is_not_found_everywhere_and_its_handle_reads_none() {
             Operation::Import => e.import(&k, "x"),
             Operation::Export => e.export(&k, "x"),
             Operation::Clear => e.clear(&k, false),
-            _ => e.force_restart(&k, Some("retry")).map(|r| r.job),
+            _ => e.force_restart(&k).map(|r| r.job),
         });
         assert_eq!(err, nf, "{op}");
     }
@@ -573,7 +506,7 @@ fn a_removed_graph_is_not_found_everywhere_and_its_handle_reads_none() {
 }
 
 #[test]
-fn oversized_payloads_messages_and_idempotency_keys_are_invalid_argument() {
+fn oversized_payloads_and_messages_are_invalid_argument_and_bad_request_ids_invalid_id() {
     let cfg = Config {
         max_payload_bytes: 1024,
         max_message_bytes: 128,
@@ -602,10 +535,7 @@ fn oversized_payloads_messages_and_idempotency_keys_are_invalid_argument() {
             assert!(
                 matches!(
                     err,
-                    Error::InvalidArgument {
-                        what: "payload",
-                        ..
-                    }
+                    Error::InvalidArgument { ref what, .. } if what == "payload"
                 ),
                 "{err:?}"
             );
@@ -618,16 +548,13 @@ fn oversized_payloads_messages_and_idempotency_keys_are_invalid_argument() {
     let import = rig.job();
     assert_eq!(import.payload.as_bytes(), &vec![0xAB; 1024][..]);
 
-    let t = rig.host_task(&k);
+    let t = rig.host_task(&k, "algo");
     for msg in ["x".repeat(129), "é".repeat(65), "x".repeat(10 * 1024)] {
         let err = rig.refused(|e| e.report(&t.task, Report::Failed(msg.clone())));
         assert!(
             matches!(
                 err,
-                Error::InvalidArgument {
-                    what: "failure message",
-                    ..
-                }
+                Error::InvalidArgument { ref what, .. } if what == "failure message"
             ),
             "{err:?}"
         );
@@ -642,18 +569,28 @@ fn oversized_payloads_messages_and_idempotency_keys_are_invalid_argument() {
         rig.engine.task(&k, t.id()).unwrap().reason,
         Some(FailReason::Host(odd.as_str().into()))
     );
-    let u = rig.host_task(&k);
+    let u = rig.host_task(&k, "algo");
     rig.engine
         .report(&u.task, Report::Failed("x".repeat(128)))
         .unwrap();
 
-    for idem in ["k".repeat(257), "k".repeat(10 * 1024), "é".repeat(129)] {
-        let err = rig.refused(|e| e.force_restart(&k, Some(&idem)));
+    // Request ids: bounded printable ASCII; anything else is refused
+    // before it reaches the engine.
+    for bad in [
+        "k".repeat(257),
+        "k".repeat(10 * 1024),
+        "é".repeat(129),
+        "tab\there".to_string(),
+        "nul\0".to_string(),
+        "🚀".to_string(),
+        String::new(),
+    ] {
+        let err = RequestId::new(&bad).unwrap_err();
         assert!(
             matches!(
                 err,
-                Error::InvalidArgument {
-                    what: "idempotency key",
+                Error::InvalidId {
+                    kind: IdKind::Request,
                     ..
                 }
             ),
@@ -662,23 +599,19 @@ fn oversized_payloads_messages_and_idempotency_keys_are_invalid_argument() {
         assert_eq!(err.http_status(), 400);
         assert!(err.to_string().len() < 300);
     }
-    for idem in ["k".repeat(256), "\0🚀../x\n".to_string(), String::new()] {
-        let r = rig.engine.force_restart(&k, Some(&idem)).unwrap();
-        assert!(!r.replayed);
+    for ok in [
+        "k".repeat(256),
+        " ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}".to_string(),
+    ] {
+        let id = RequestId::new(&ok).unwrap();
+        let r = rig
+            .engine
+            .request(Some(id.clone()))
+            .force_restart(&k)
+            .unwrap();
         assert_eq!(rig.job().id(), r.job);
-        let again = rig.refused_free(|e| e.force_restart(&k, Some(&idem)));
-        assert!(again.replayed && again.job == r.job);
-    }
-}
-
-impl Rig {
-    /// Runs `f`, which must succeed without changing anything.
-    fn refused_free<T>(&self, f: impl FnOnce(&Engine) -> Result<T, Error>) -> T {
-        let before = self.engine.snapshot();
-        let out = f(&self.engine).unwrap();
-        assert_eq!(self.engine.snapshot(), before);
-        assert!(self.jobs.is_empty());
-        out
+        let again = rig.unchanged(|e| e.request(Some(id.clone())).force_restart(&k));
+        assert_eq!(again, r);
     }
 }
 
@@ -707,10 +640,7 @@ fn a_repeating_id_source_gives_duplicate_job_id_and_changes_nothing() {
     };
     assert_eq!(engine.import(&k, "x"), Err(dup.clone()));
     assert_eq!(engine.stop(&k), Err(dup.clone()));
-    assert_eq!(
-        engine.force_restart(&k, None).map(|r| r.job),
-        Err(dup.clone())
-    );
+    assert_eq!(engine.force_restart(&k).map(|r| r.job), Err(dup.clone()));
     assert_eq!(
         engine
             .register_task(&k, TaskSpec::new(HostKind::new("a").unwrap()))
@@ -856,7 +786,26 @@ const SPEC_CODES: &[(&str, &[u16])] = &[
     ("NO_JOB_RECEIVER", &[503]),
     ("SHUT_DOWN", &[503]),
     ("DUPLICATE_JOB_ID", &[500]),
+    ("REQUEST_ID_REUSED", &[409]),
+    ("COMMIT_LOG_FAILED", &[503]),
 ];
+
+/// A commit log that refuses every command, as a failed journal does.
+struct Failed;
+
+impl CommitLog for Failed {
+    type Pending<'a> = ();
+    fn prepare(&self, _: &Command) -> Result<(), LogError> {
+        Err(LogError::new(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on the device",
+        )))
+    }
+    fn append(&self, (): &mut ()) {}
+    fn finish(&self, (): ()) -> Result<(), LogError> {
+        Ok(())
+    }
+}
 
 #[test]
 fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_is_involved() {
@@ -868,7 +817,7 @@ fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_i
     let mut seen: Vec<Error> = Vec::new();
 
     seen.push(GraphKey::parse("a/b", "g").unwrap_err());
-    seen.push(rig.refused(|e| e.force_restart(&k, Some(&"k".repeat(300)))));
+    seen.push(rig.refused(|e| e.import(&k, vec![0u8; (1 << 20) + 1])));
     let missing = key("proj", "missing");
     let err = rig.refused(|e| e.start(&missing));
     names(&err, Some(&missing), None, &[]);
@@ -884,7 +833,7 @@ fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_i
     names(&err, Some(&k), None, &["running", "start"]);
     seen.push(err);
 
-    let t = rig.host_task(&k);
+    let t = rig.host_task(&k, "algo");
     rig.engine.report(&t.task, Report::Progress(20)).unwrap();
     let err = rig.refused(|e| e.report(&t.task, Report::Progress(10)));
     names(&err, Some(&k), Some(t.id()), &["10", "20"]);
@@ -910,7 +859,7 @@ fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_i
     names(&err, Some(&k), Some(t.id()), &["succeeded"]);
     seen.push(err);
 
-    let r = rig.engine.force_restart(&k, None).unwrap();
+    let r = rig.engine.force_restart(&k).unwrap();
     let _ = rig.job();
     let err = rig.refused(|e| e.report(&fixed.task, Report::Succeeded));
     names(
@@ -948,8 +897,33 @@ fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_i
     let (dup_engine, _jobs) = Engine::builder().ids(Stuck(stuck)).build();
     dup_engine.create_graph(&k).unwrap();
     dup_engine.start(&k).unwrap();
-    let err = dup_engine.force_restart(&k, None).unwrap_err();
+    let err = dup_engine.force_restart(&k).unwrap_err();
     names(&err, Some(&k), Some(stuck), &[]);
+    seen.push(err);
+
+    let (engine, _jobs) = Engine::builder().build();
+    engine.create_graph(&k).unwrap();
+    let id = RequestId::new("once").unwrap();
+    engine.request(Some(id.clone())).start(&k).unwrap();
+    let before = engine.image().encode();
+    let err = engine.request(Some(id)).stop(&k).unwrap_err();
+    assert!(engine.image().encode() == before);
+    names(&err, Some(&k), None, &["once", "start", "stop"]);
+    seen.push(err);
+
+    let (failing, _jobs) = Engine::builder().log(Failed).build();
+    let err = failing.create_graph(&k).unwrap_err();
+    assert_eq!(failing.graph_count(), 0);
+    names(&err, Some(&k), None, &["no space left"]);
+    let Error::CommitLog { source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        source
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind),
+        Some(std::io::ErrorKind::StorageFull)
+    );
     seen.push(err);
 
     let codes: BTreeSet<&str> = seen.iter().map(Error::code).collect();
@@ -979,7 +953,7 @@ fn after_shutdown_job_emitting_operations_are_refused_and_change_nothing() {
     let (k, stopped) = (key("proj", "g"), key("proj", "stopped"));
     rig.running(&k);
     rig.engine.create_graph(&stopped).unwrap();
-    let host = rig.host_task(&k);
+    let host = rig.host_task(&k, "algo");
     rig.engine.import(&k, "x").unwrap();
     let import = rig.job();
     rig.engine.shutdown();
@@ -998,7 +972,7 @@ fn after_shutdown_job_emitting_operations_are_refused_and_change_nothing() {
             Operation::Import => e.import(g, "y"),
             Operation::Export => e.export(g, "y"),
             Operation::Clear => e.clear(g, true),
-            _ => e.force_restart(g, None).map(|r| r.job),
+            _ => e.force_restart(g).map(|r| r.job),
         });
         assert_eq!(err, Error::ShutDown { key: g.clone(), op }, "{op}");
         assert_eq!((err.code(), err.http_status()), ("SHUT_DOWN", 503));

@@ -5,7 +5,8 @@
 //! Each history sets two graphs up in random states (sequentially, checked
 //! against the reference as it goes), then runs three threads of three
 //! random operations each at once: lifecycle operations, forced restarts
-//! (some with an idempotency key), host task registration, reports and
+//! (some with a request id, retries included), host task registration,
+//! reports and
 //! cancels (on tasks of the set-up or of the history, with a right or a
 //! wrong epoch), creation and removal, and reads (the state through the
 //! registry, the lock-free word through a handle, a task through the
@@ -36,8 +37,8 @@ use std::time::Instant;
 
 use graph_lifecycle::{
     Command, Config, Engine, Epoch, Error, FailReason, GraphHandle, GraphKey, GraphState, HostKind,
-    IdSource, JobEnd, JobId, JobReceiver, LifecycleKind, ManualClock, Op, Operation, Outcome,
-    Payload, Report, SequentialIds, TaskKind, TaskRef, TaskSpec, TaskStatus, Timestamp, Transition,
+    IdSource, JobEnd, JobId, JobReceiver, ManualClock, Op, Operation, Outcome, Payload, Report,
+    RequestId, SequentialIds, TaskKind, TaskRef, TaskSpec, TaskStatus, Timestamp, Transition,
     job_outcome, transition,
 };
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
@@ -107,7 +108,6 @@ struct GraphView {
     state: GraphState,
     epoch: Epoch,
     job: Option<JobId>,
-    restart_key: Option<String>,
     tasks: BTreeMap<JobId, TaskView>,
 }
 
@@ -120,7 +120,6 @@ enum LinRet {
         job: JobId,
         epoch: Epoch,
         failed: usize,
-        replayed: bool,
     },
     State(GraphState),
     Word(Option<(GraphState, Epoch)>),
@@ -144,6 +143,9 @@ struct Reference {
     handle_alive: Vec<bool>,
     /// Jobs handed over per graph since the set-up, in commit order.
     handed: Vec<Vec<JobId>>,
+    /// Each key's answers to the restarts that carried a request id: a
+    /// retry gets the first answer, whether the graph exists or not.
+    requests: Vec<BTreeMap<&'static str, LinRet>>,
 }
 
 fn refused(code: &'static str) -> LinRet {
@@ -157,7 +159,6 @@ impl RefGraph {
                 state: GraphState::Stopped,
                 epoch: Epoch(0),
                 job: None,
-                restart_key: None,
                 tasks: BTreeMap::new(),
             },
         }
@@ -205,9 +206,6 @@ impl RefGraph {
         if v.job == Some(id) {
             v.job = None;
             if let Some(kind) = t.kind.lifecycle() {
-                if kind == LifecycleKind::Restart {
-                    v.restart_key = None;
-                }
                 v.state = job_outcome(kind, end);
             }
         }
@@ -237,6 +235,7 @@ impl Reference {
             graphs: vec![None; GRAPHS],
             handle_alive: vec![false; GRAPHS],
             handed: vec![Vec::new(); GRAPHS],
+            requests: vec![BTreeMap::new(); GRAPHS],
         }
     }
 
@@ -284,21 +283,17 @@ impl Reference {
                 self.handed[g].push(id);
                 LinRet::Job(epoch)
             }
-            LinOp::ForceRestart(g, id, key) => {
+            LinOp::ForceRestart(g, id, Some(req)) => {
+                if let Some(first) = self.requests[g].get(req) {
+                    return Ok(first.clone());
+                }
+                let answer = self.apply(&LinOp::ForceRestart(g, id, None));
+                self.requests[g].insert(req, answer.clone());
+                answer
+            }
+            LinOp::ForceRestart(g, id, None) => {
                 let graph = self.graph(g)?;
                 let v = &mut graph.view;
-                // The restart key is set only while its restart is the
-                // graph's live lifecycle job.
-                if let (Some(k), Some(held), Some(current)) = (key, &v.restart_key, v.job)
-                    && held == k
-                {
-                    return Ok(LinRet::Restarted {
-                        job: current,
-                        epoch: v.epoch,
-                        failed: 0,
-                        replayed: true,
-                    });
-                }
                 let mut failed = 0;
                 for t in v.tasks.values_mut().filter(|t| !t.status.is_terminal()) {
                     t.status = TaskStatus::Failed;
@@ -312,7 +307,6 @@ impl Reference {
                 v.epoch = v.epoch.next();
                 v.state = GraphState::Restarting;
                 v.job = Some(id);
-                v.restart_key = key.map(str::to_owned);
                 let epoch = v.epoch;
                 graph.insert(id, TaskKind::Restart, false);
                 self.handed[g].push(id);
@@ -320,7 +314,6 @@ impl Reference {
                     job: id,
                     epoch,
                     failed,
-                    replayed: false,
                 }
             }
             LinOp::Register(g, id) => {
@@ -443,16 +436,14 @@ impl Subject {
         }
     }
 
-    fn apply(&self, g: usize, op: Op) -> Result<Outcome, Error> {
-        self.engine.apply(Command {
-            key: self.keys[g].clone(),
-            at: NOW,
-            op,
-        })
+    fn apply(&self, g: usize, op: Op, request: Option<&str>) -> Result<Outcome, Error> {
+        let mut cmd = Command::new(self.keys[g].clone(), NOW, op);
+        cmd.request = request.map(|r| RequestId::new(r).expect("a valid request id"));
+        self.engine.apply(cmd)
     }
 
     fn run(&self, op: &LinOp) -> LinRet {
-        let job_op = |g: usize, op: Op| match self.apply(g, op) {
+        let job_op = |g: usize, op: Op| match self.apply(g, op, None) {
             Ok(Outcome::Job { epoch, .. }) => LinRet::Job(epoch),
             Ok(other) => panic!("unexpected outcome {other:?}"),
             Err(e) => code(e),
@@ -462,7 +453,7 @@ impl Subject {
                 Ok(_) => LinRet::Done,
                 Err(e) => code(e),
             },
-            LinOp::Remove(g) => match self.apply(g, Op::Remove) {
+            LinOp::Remove(g) => match self.apply(g, Op::Remove, None) {
                 Ok(Outcome::Removed { voided }) => LinRet::Removed(voided),
                 Ok(other) => panic!("unexpected outcome {other:?}"),
                 Err(e) => code(e),
@@ -491,16 +482,11 @@ impl Subject {
                 job_op(g, op)
             }
             LinOp::ForceRestart(g, job, key) => {
-                let op = Op::ForceRestart {
-                    job,
-                    idempotency_key: key.map(str::to_owned),
-                };
-                match self.apply(g, op) {
+                match self.apply(g, Op::ForceRestart { job }, key) {
                     Ok(Outcome::Restarted(r)) => LinRet::Restarted {
                         job: r.job,
                         epoch: r.epoch,
                         failed: r.failed,
-                        replayed: r.replayed,
                     },
                     Ok(other) => panic!("unexpected outcome {other:?}"),
                     Err(e) => code(e),
@@ -549,7 +535,6 @@ impl Subject {
                     state: g.info.state,
                     epoch: g.info.epoch,
                     job: g.info.job,
-                    restart_key: g.restart_key.clone(),
                     tasks: g
                         .tasks
                         .iter()
@@ -978,7 +963,6 @@ fn checker_rejects_a_report_answered_out_of_real_time_order() {
                 job: restart,
                 epoch: Epoch(1),
                 failed: 1,
-                replayed: false,
             },
         )
         .unwrap();

@@ -133,7 +133,7 @@ impl World {
     }
 
     fn restart(&mut self) -> Job {
-        self.engine.force_restart(&self.key, None).unwrap();
+        self.engine.force_restart(&self.key).unwrap();
         self.take_job()
     }
 
@@ -272,7 +272,7 @@ fn restart_vs_report(name: &str, report: Report) {
             let (engine, task, report) = (w.engine.clone(), import.task.clone(), report.clone());
             thread::spawn(move || engine.report(&task, report))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let reported = reporter.join().unwrap();
         reader.join().unwrap();
 
@@ -281,7 +281,7 @@ fn restart_vs_report(name: &str, report: Report) {
             (g.info.state, g.info.epoch),
             (GraphState::Restarting, Epoch(1))
         );
-        assert!(!r.replayed && r.epoch == Epoch(1));
+        assert_eq!(r.epoch, Epoch(1));
         let t = task(&g, import.id());
         match reported {
             Ok(()) => match &report {
@@ -368,9 +368,9 @@ fn restart_vs_restart() {
             let reader = w.spawn_reader(TWO_RESTARTS, &import, true);
             let other = {
                 let (engine, key) = (w.engine.clone(), w.key.clone());
-                thread::spawn(move || engine.force_restart(&key, None).unwrap())
+                thread::spawn(move || engine.force_restart(&key).unwrap())
             };
-            let mine = w.engine.force_restart(&w.key, None).unwrap();
+            let mine = w.engine.force_restart(&w.key).unwrap();
             let theirs = other.join().unwrap();
             reader.join().unwrap();
 
@@ -385,7 +385,7 @@ fn restart_vs_restart() {
                 (theirs, mine, "theirs first")
             };
             assert_eq!((first.epoch, second.epoch), (Epoch(1), Epoch(2)));
-            assert!(!first.replayed && !second.replayed);
+            assert_ne!(first.job, second.job);
             assert_eq!((first.failed, second.failed), (1, 1));
             assert_restarted_by(task(&g, import.id()), &first);
             let superseded = task(&g, first.job);
@@ -442,37 +442,52 @@ fn assert_restart_events_contiguous(events: &[Event], restarts: &[Restart]) {
     }
 }
 
-/// Two retries of one request (same idempotency key): one restart, the
-/// other call returns its job as a replay.
+/// Two sends of one request (the same request id) race: one restart is
+/// applied, and both calls answer with it.
 #[test]
-fn restart_retry_same_key() {
+fn restart_retry_same_request_id() {
     const ALLOWED: &[(GraphState, u64)] =
         &[(GraphState::Importing, 0), (GraphState::Restarting, 1)];
     explore(
-        "restart_retry_same_key",
-        &["mine replayed", "theirs replayed"],
+        "restart_retry_same_request_id",
+        &["mine applied", "theirs applied"],
         || {
             let mut w = World::new(Config::default());
             w.running();
             let import = w.import();
             let reader = w.spawn_reader(ALLOWED, &import, true);
+            let send = |engine: &Engine, key: &GraphKey, seed: u64| {
+                let at = Timestamp::from_millis(2_000);
+                let job = SequentialIds::new(seed).next_id(at);
+                let cmd = Command::new(key.clone(), at, Op::ForceRestart { job })
+                    .with_request(RequestId::new("req-1").unwrap());
+                (job, engine.apply(cmd).unwrap())
+            };
             let other = {
                 let (engine, key) = (w.engine.clone(), w.key.clone());
-                thread::spawn(move || engine.force_restart(&key, Some("req-1")).unwrap())
+                thread::spawn(move || send(&engine, &key, 20))
             };
-            let mine = w.engine.force_restart(&w.key, Some("req-1")).unwrap();
-            let theirs = other.join().unwrap();
+            let (my_id, mine) = send(&w.engine, &w.key, 10);
+            let (their_id, theirs) = other.join().unwrap();
             reader.join().unwrap();
 
             let g = w.finish(ALLOWED);
-            assert_eq!(mine.job, theirs.job);
-            assert!(mine.replayed != theirs.replayed, "{mine:?} {theirs:?}");
-            assert_eq!((mine.epoch, theirs.epoch), (Epoch(1), Epoch(1)));
-            assert_eq!(g.restart_key.as_deref(), Some("req-1"));
-            if mine.replayed {
-                "mine replayed"
+            assert_eq!(mine, theirs);
+            let Outcome::Restarted(r) = mine else {
+                panic!("{mine:?}")
+            };
+            assert_eq!(r.epoch, Epoch(1));
+            let restarts = g
+                .tasks
+                .iter()
+                .filter(|t| t.kind == TaskKind::Restart)
+                .count();
+            assert_eq!(restarts, 1);
+            if r.job == my_id {
+                "mine applied"
             } else {
-                "theirs replayed"
+                assert_eq!(r.job, their_id);
+                "theirs applied"
             }
         },
     );
@@ -503,7 +518,7 @@ fn restart_vs_register_and_cancel() {
                 (ticket, cancelled)
             })
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let (ticket, cancelled) = host.join().unwrap();
         reader.join().unwrap();
 
@@ -549,7 +564,7 @@ fn restart_vs_cancel() {
             let (engine, key, id) = (w.engine.clone(), w.key.clone(), victim.id());
             thread::spawn(move || engine.cancel(&key, id))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let cancelled = canceller.join().unwrap();
         reader.join().unwrap();
 
@@ -590,7 +605,7 @@ fn start_succeeds_during_restart() {
             let (engine, task) = (w.engine.clone(), start.task.clone());
             thread::spawn(move || engine.report(&task, Report::Succeeded))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let reported = worker.join().unwrap();
         reader.join().unwrap();
 
@@ -630,7 +645,7 @@ fn stop_fails_during_restart() {
             let (engine, task) = (w.engine.clone(), stop.task.clone());
             thread::spawn(move || engine.report(&task, Report::Failed("unload failed".into())))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let reported = worker.join().unwrap();
         reader.join().unwrap();
 
@@ -672,7 +687,7 @@ fn restart_job_succeeds_during_restart() {
             let (engine, task) = (w.engine.clone(), first.task.clone());
             thread::spawn(move || engine.report(&task, Report::Succeeded))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let reported = worker.join().unwrap();
         reader.join().unwrap();
 
@@ -717,7 +732,7 @@ fn import_times_out_during_restart() {
             let engine = w.engine.clone();
             thread::spawn(move || engine.expire(Timestamp::from_millis(5_000)))
         };
-        let r = w.engine.force_restart(&w.key, None).unwrap();
+        let r = w.engine.force_restart(&w.key).unwrap();
         let (timed_out, evicted) = host.join().unwrap();
         reader.join().unwrap();
 
@@ -768,7 +783,7 @@ fn restart_job_handed_over_after_commit() {
                     job.id()
                 })
             };
-            let r = w.engine.force_restart(&w.key, None).unwrap();
+            let r = w.engine.force_restart(&w.key).unwrap();
             let got = worker.join().unwrap();
             reader.join().unwrap();
 

@@ -15,11 +15,12 @@ fn force_restart_fails_inflight_import_and_refuses_stale_report() {
     let host = engine
         .register_task(&key, TaskSpec::new(HostKind::new("pagerank").unwrap()))
         .unwrap();
-    let r = engine.force_restart(&key, Some("k1")).unwrap();
+    let once = Some(RequestId::new("k1").unwrap());
+    let r = engine.request(once.clone()).force_restart(&key).unwrap();
     assert_eq!(r.failed, 2);
     assert!(import.token.is_void() && host.token.is_void());
-    let again = engine.force_restart(&key, Some("k1")).unwrap();
-    assert!(again.replayed && again.job == r.job);
+    let again = engine.request(once).force_restart(&key).unwrap();
+    assert_eq!(again, r);
     let err = engine
         .report(&import.task, Report::Progress(40))
         .unwrap_err();

@@ -132,8 +132,9 @@ fn driver(run: &Run, seed: u64) {
             7 => run.check("clear", engine.clear(key, rng.below(2) == 0)),
             8 | 9 => {
                 let idem = ["retry-a", "retry-b"];
-                let k = (rng.below(3) > 0).then(|| idem[rng.below(2)]);
-                if let Some(r) = run.allowed("force_restart", engine.force_restart(key, k)) {
+                let req = (rng.below(3) > 0).then(|| RequestId::new(idem[rng.below(2)]).unwrap());
+                let r = engine.request(req).force_restart(key);
+                if let Some(r) = run.allowed("force_restart", r) {
                     run.counts.restarts.fetch_add(1, Ordering::Relaxed);
                     assert!(r.epoch >= Epoch(1));
                 }

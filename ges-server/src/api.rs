@@ -28,7 +28,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use graph_lifecycle::{Engine, GraphId, GraphKey, JobId, Payload, ProjectId, StatusSet, TaskQuery};
+use graph_lifecycle::{
+    Engine, GraphId, GraphKey, JobId, Payload, ProjectId, RequestId, StatusSet, TaskQuery,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -196,6 +198,36 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
     }
 }
 
+/// The header a client may send with any call that changes something, to
+/// make it safe to retry: a retry with the same key gets the first call's
+/// answer (success or error) and changes nothing (`docs/REST.md`,
+/// "Retries").
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The request's `Idempotency-Key`, as the core's request id: at most one,
+/// 1 to 256 bytes of printable ASCII.
+pub struct Idempotency(pub Option<RequestId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(Idempotency(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError::invalid_parameter(
+                "the Idempotency-Key header is repeated",
+            ));
+        }
+        let text = value.to_str().map_err(|_| {
+            ApiError::invalid_parameter("the Idempotency-Key header is not printable ASCII")
+        })?;
+        Ok(Idempotency(Some(RequestId::new(text)?)))
+    }
+}
+
 /// The request body the gate read.
 pub struct ReqBody(pub axum::body::Bytes);
 
@@ -327,6 +359,7 @@ fn wire_quote(s: &str) -> String {
 async fn create_graph(
     State(st): State<Arc<ApiState>>,
     ProjectPath(project): ProjectPath,
+    Idempotency(retry): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     let req: wire::CreateGraphRequest = body.json()?;
@@ -337,7 +370,7 @@ async fn create_graph(
         )));
     }
     let key = GraphKey::new(project, GraphId::new(&name)?);
-    st.engine.create_graph(&key)?;
+    st.engine.request(retry).create_graph(&key)?;
     ok(&wire::CreateGraphResponse {
         id: name.clone(),
         name,
@@ -368,12 +401,13 @@ async fn show_graph(State(st): State<Arc<ApiState>>, GraphPath(key): GraphPath) 
 async fn delete_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(req): Idempotency,
     q: Query,
 ) -> ApiResult {
     // Cloud-only options: checked for form, then ignored.
     q.bool("keep_backup")?;
     q.bool("delete_eip")?;
-    st.engine.remove_graph(&key)?;
+    st.engine.request(req).remove_graph(&key)?;
     ok(&wire::JobIdResponse {
         job_id: String::new(),
     })
@@ -382,6 +416,7 @@ async fn delete_graph(
 async fn start_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(retry): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     let req: wire::StartGraphRequest = body.json_or_default()?;
@@ -390,7 +425,7 @@ async fn start_graph(
     } else {
         Payload::EMPTY
     };
-    job_started(st.engine.start_with(&key, payload)?)
+    job_started(st.engine.request(retry).start_with(&key, payload)?)
 }
 
 /// An optional body that must be blank or a JSON object.
@@ -402,61 +437,53 @@ fn no_body_expected(body: &ReqBody) -> Result<(), ApiError> {
 async fn stop_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(req): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     no_body_expected(&body)?;
-    job_started(st.engine.stop(&key)?)
+    job_started(st.engine.request(req).stop(&key)?)
 }
-
-/// The header a client may send to make a restart request safe to
-/// retry: while the restart it started is live, the same key gets the
-/// same job back.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 async fn restart_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
-    headers: axum::http::HeaderMap,
+    Idempotency(req): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     no_body_expected(&body)?;
-    let idempotency_key =
-        match headers.get(IDEMPOTENCY_HEADER) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::invalid_parameter("the Idempotency-Key header is not ASCII")
-            })?),
-        };
-    job_started(st.engine.force_restart(&key, idempotency_key)?.job)
+    job_started(st.engine.request(req).force_restart(&key)?.job)
 }
 
 async fn import_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(req): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     body.json::<wire::ImportGraphRequest>()?;
-    job_started(st.engine.import(&key, body.0.to_vec())?)
+    job_started(st.engine.request(req).import(&key, body.0.to_vec())?)
 }
 
 async fn export_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(req): Idempotency,
     body: ReqBody,
 ) -> ApiResult {
     body.json::<wire::ExportGraphRequest>()?;
-    job_started(st.engine.export(&key, body.0.to_vec())?)
+    job_started(st.engine.request(req).export(&key, body.0.to_vec())?)
 }
 
 async fn clear_graph(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(req): Idempotency,
     q: Query,
     body: ReqBody,
 ) -> ApiResult {
     no_body_expected(&body)?;
     let clear_metadata = q.bool("clear_metadata")?;
-    job_started(st.engine.clear(&key, clear_metadata)?)
+    job_started(st.engine.request(req).clear(&key, clear_metadata)?)
 }
 
 async fn show_job(State(st): State<Arc<ApiState>>, JobPath(key, job): JobPath) -> ApiResult {

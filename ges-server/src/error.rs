@@ -64,6 +64,10 @@ pub mod codes {
     pub const REQUEST_TIMEOUT: &str = "GES.9009";
     /// The route exists, the method does not.
     pub const METHOD_NOT_ALLOWED: &str = "GES.9010";
+    /// An `Idempotency-Key` reused for another request (409).
+    pub const REQUEST_REUSED: &str = "GES.9011";
+    /// The engine's commit log cannot take a command (503).
+    pub const COMMIT_LOG_FAILED: &str = "GES.9012";
 }
 
 /// The GES code of a core error (the table is in `docs/REST.md`).
@@ -91,6 +95,8 @@ pub fn ges_code(e: &Error) -> &'static str {
         Error::TooManyTasks { .. } => TOO_MANY_TASKS,
         Error::NoJobReceiver { .. } => ENGINE_UNAVAILABLE,
         Error::ShutDown { .. } => SHUTTING_DOWN,
+        Error::RequestReused { .. } => REQUEST_REUSED,
+        Error::CommitLog { .. } => COMMIT_LOG_FAILED,
         // Duplicate job ids, and any error a later core adds.
         _ => INTERNAL,
     }

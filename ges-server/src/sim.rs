@@ -300,7 +300,7 @@ mod tests {
         wait_for(|| graph.state() == Some(GraphState::Running));
         let import = engine.import(&key, "{}").unwrap();
         wait_for(|| engine.task(&key, import).unwrap().progress > 0);
-        let restart = engine.force_restart(&key, None).unwrap();
+        let restart = engine.force_restart(&key).unwrap();
         wait_for(|| graph.state() == Some(GraphState::Running));
         let t = engine.task(&key, import).unwrap();
         assert_eq!(t.status, TaskStatus::Failed);

@@ -254,28 +254,78 @@ fn another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden() {
     server.shutdown().unwrap();
 }
 
+/// Every call that changes something, sent twice with one
+/// `Idempotency-Key`: the retry gets the first answer, success or error,
+/// and changes nothing.
 #[test]
-fn a_restart_retried_with_the_same_idempotency_key_returns_the_same_job() {
+fn every_mutating_call_retried_with_its_idempotency_key_gets_the_first_answer() {
     let server = start("");
     let c = Client::new(&server, TOKEN);
-    c.running_graph("demo", "g");
-    let send = || {
-        let res = c
-            .agent
-            .post(format!("{}{P}/g/restart", c.base))
-            .header("X-Auth-Token", TOKEN)
-            .header("Idempotency-Key", "req-42")
-            .send_empty()
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let mut res = res;
-        let v: serde_json::Value =
-            serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
-        v["job_id"].as_str().unwrap().to_owned()
+    let with = |key: &str| c.with_header("Idempotency-Key", key);
+    let twice = |key: &str, send: &dyn Fn(&Client) -> common::Reply| {
+        let k = with(key);
+        let first = send(&k);
+        let again = send(&k);
+        assert_eq!(
+            (again.status, &again.body),
+            (first.status, &first.body),
+            "{key}"
+        );
+        first
     };
-    let (a, b) = (send(), send());
-    assert_eq!(a, b);
-    c.wait_job("demo", "g", &a, "success");
+    let job_of = |r: &common::Reply| r.body["job_id"].as_str().unwrap().to_owned();
+
+    let created = twice("create-g", &|k| k.post(P, json!({"graph": {"name": "g"}})));
+    assert_eq!(created.status, 200, "a retried create is not GES.9001");
+    // Without the key it is a second create, refused.
+    c.post(P, json!({"graph": {"name": "g"}}))
+        .assert_error(409, "GES.9001");
+
+    let start = twice("start-g", &|k| k.post_empty(&format!("{P}/g/start")));
+    c.wait_job("demo", "g", &job_of(&start), "success");
+    // The same start, retried once the graph runs: still the first answer,
+    // not "cannot start a running graph".
+    let late = with("start-g").post_empty(&format!("{P}/g/start"));
+    assert_eq!((late.status, job_of(&late)), (200, job_of(&start)));
+
+    let import = twice("import-g", &|k| {
+        k.post(
+            &format!("{P}/g/import-graph"),
+            json!({"edgesetPath": "e.csv"}),
+        )
+    });
+    c.wait_job("demo", "g", &job_of(&import), "success");
+    let export = twice("export-g", &|k| {
+        k.post(&format!("{P}/g/export-graph"), json!({"directory": "out"}))
+    });
+    c.wait_job("demo", "g", &job_of(&export), "success");
+    let clear = twice("clear-g", &|k| k.post_empty(&format!("{P}/g/clear-graph")));
+    c.wait_job("demo", "g", &job_of(&clear), "success");
+    let restart = twice("restart-g", &|k| k.post_empty(&format!("{P}/g/restart")));
+    c.wait_job("demo", "g", &job_of(&restart), "success");
+    let stop = twice("stop-g", &|k| k.post_empty(&format!("{P}/g/stop")));
+    c.wait_job("demo", "g", &job_of(&stop), "success");
+    let deleted = twice("delete-g", &|k| k.delete(&format!("{P}/g")));
+    assert_eq!(deleted.status, 200, "a retried delete is not GES.8011");
+
+    // A refusal is an answer too.
+    let refused = twice("stop-h", &|k| k.post_empty(&format!("{P}/h/stop")));
+    assert_eq!(refused.status, 404);
+    // A key reused for another call: 409, in GES's error format.
+    with("create-g")
+        .post_empty(&format!("{P}/g/stop"))
+        .assert_error(409, "GES.9011");
+    // Malformed or repeated keys: 400 before anything is applied.
+    with("tab\there")
+        .post_empty(&format!("{P}/g/start"))
+        .assert_error(400, "GES.0001");
+    with(&"k".repeat(257))
+        .post_empty(&format!("{P}/g/start"))
+        .assert_error(400, "GES.0001");
+    with("a")
+        .with_header("Idempotency-Key", "b")
+        .post_empty(&format!("{P}/g/start"))
+        .assert_error(400, "GES.0001");
     server.shutdown().unwrap();
 }
 

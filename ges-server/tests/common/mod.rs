@@ -54,10 +54,13 @@ pub fn start(extra: &str) -> ServerHandle {
 }
 
 /// A JSON client for one server and one token.
+#[derive(Clone)]
 pub struct Client {
     pub agent: ureq::Agent,
     pub base: String,
     pub token: Option<String>,
+    /// Headers sent with every request.
+    pub extra: Vec<(String, String)>,
 }
 
 /// A response: status and JSON body (`Value::Null` if not JSON).
@@ -111,7 +114,25 @@ impl Client {
             agent: agent(),
             base: format!("http://{}", server.local_addr()),
             token: Some(token.to_owned()),
+            extra: Vec::new(),
         }
+    }
+
+    /// The same client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &str, value: &str) -> Client {
+        let mut c = self.clone();
+        c.extra.push((name.to_owned(), value.to_owned()));
+        c
+    }
+
+    fn headers<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        for (k, v) in &self.extra {
+            req = req.header(k, v);
+        }
+        req
     }
 
     fn finish(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
@@ -125,29 +146,21 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.header("X-Auth-Token", t);
-        }
+        let req = self.headers(self.agent.get(format!("{}{path}", self.base)));
         Self::finish(req.call())
     }
 
     pub fn delete(&self, path: &str) -> Reply {
-        let mut req = self.agent.delete(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.header("X-Auth-Token", t);
-        }
+        let req = self.headers(self.agent.delete(format!("{}{path}", self.base)));
         Self::finish(req.call())
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8]) -> Reply {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json");
-        if let Some(t) = &self.token {
-            req = req.header("X-Auth-Token", t);
-        }
+        let req = self.headers(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("Content-Type", "application/json"),
+        );
         Self::finish(req.send(body))
     }
 
@@ -157,10 +170,7 @@ impl Client {
 
     /// POST with no body at all.
     pub fn post_empty(&self, path: &str) -> Reply {
-        let mut req = self.agent.post(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.header("X-Auth-Token", t);
-        }
+        let req = self.headers(self.agent.post(format!("{}{path}", self.base)));
         Self::finish(req.send_empty())
     }
 

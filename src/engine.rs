@@ -16,7 +16,7 @@ use crate::image::{Image, ImageError};
 use crate::outbox::{Closed, Job, JobReceiver, Lease, Outbox, TaskRef};
 use crate::query::{GraphInfo, GraphSnapshot, Page, Snapshot, TaskQuery, paginate};
 use crate::registry::{GraphCell, Registry};
-use crate::seam::{CommitLog, InMemory, Seam};
+use crate::seam::{Append, CommitLog, InMemory, Seam};
 use crate::state::{GraphState, Operation};
 use crate::sync::Arc;
 use crate::task::{CancelToken, Payload, Report, TaskInfo, TaskKind, TaskSpec};
@@ -419,10 +419,10 @@ impl Engine {
     /// pure step, and settle the effects.
     fn commit(&self, cmd: &Command, log: bool, route: Route<'_>) -> Result<Applied, Error> {
         if !log {
-            return Ok(self.locked(cmd, route, &mut || {}));
+            return Ok(self.locked(cmd, route, &mut |_| {}));
         }
         let mut applied = None;
-        let mut locked = |append: &mut dyn FnMut()| {
+        let mut locked = |append: Append<'_>| {
             applied = Some(self.locked(cmd, route, append));
         };
         let logged = self.0.log.commit(cmd, &mut locked);
@@ -436,7 +436,7 @@ impl Engine {
 
     /// The locked section: one of three ways to hold the key, the pure
     /// step, then [`settle`](Self::settle) under the same locks.
-    fn locked(&self, cmd: &Command, route: Route<'_>, append: &mut dyn FnMut()) -> Applied {
+    fn locked(&self, cmd: &Command, route: Route<'_>, append: Append<'_>) -> Applied {
         let sh = &*self.0;
         let key = &cmd.key;
         if matches!(cmd.op, Op::Create | Op::Remove) {
@@ -527,10 +527,10 @@ impl Engine {
         cmd: &Command,
         fx: &mut Effects,
         outcome: Result<Outcome, Error>,
-        append: &mut dyn FnMut(),
+        append: Append<'_>,
     ) -> Applied {
         if fx.changed {
-            append();
+            append(&outcome);
         }
         Applied {
             outcome,
@@ -556,7 +556,7 @@ impl Engine {
         fx: &mut Effects,
         outcome: Result<Outcome, Error>,
         route: Route<'_>,
-        append: &mut dyn FnMut(),
+        append: Append<'_>,
     ) -> Applied {
         const KEEP: usize = 1024;
         let sh = &*self.0;
@@ -576,7 +576,7 @@ impl Engine {
             }
             return a.with_ticket(cmd);
         }
-        append();
+        append(&outcome);
         cell.publish(data, &sh.config);
         for token in fx.void.drain(..) {
             token.fire();
@@ -1020,7 +1020,15 @@ impl Engine {
         let (graphs, absent) = image.rebuild(&sh.config)?;
         let cells = graphs
             .into_iter()
-            .map(|g| (g.key.clone(), Arc::new(GraphCell::new(g))))
+            .map(|g| {
+                let cell = Arc::new(GraphCell::new(g));
+                {
+                    let slot = cell.slot.lock();
+                    cell.publish(&slot.data, &sh.config);
+                }
+                let key = cell.slot.lock().data.key.clone();
+                (key, cell)
+            })
             .collect();
         for old in sh.registry.replace(cells, absent) {
             let mut slot = old.slot.lock();

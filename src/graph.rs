@@ -1017,3 +1017,191 @@ pub(crate) fn apply_absent(
     fx.record(|| Change::GraphCreated);
     (Ok(Outcome::Created), Some(g))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pure step on its own: no registry, no lock, no channel.
+
+    use super::*;
+    use crate::id::RequestId;
+    use crate::time::{IdSource, SequentialIds};
+
+    fn key() -> GraphKey {
+        GraphKey::parse("p", "g").unwrap()
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn cmd(ms: u64, op: Op) -> Command {
+        Command::new(key(), at(ms), op)
+    }
+
+    /// A Running graph, its start job ended, and the ids it drew.
+    fn running(cfg: &Config, ids: &SequentialIds) -> GraphData {
+        let mut g = GraphData::new(key(), at(0), Requests::default());
+        let mut fx = Effects::default();
+        let job = ids.next_id(at(0));
+        g.apply(cfg, &cmd(0, Op::Start { job, payload: Payload::EMPTY }), &mut fx)
+            .unwrap();
+        let done = Op::Report {
+            job,
+            epoch: Epoch::ZERO,
+            report: Report::Succeeded,
+        };
+        g.apply(cfg, &cmd(1, done), &mut fx).unwrap();
+        assert_eq!(g.state, GraphState::Running);
+        g
+    }
+
+    /// What an image sees of a graph, to compare before and after.
+    fn seen(g: &GraphData) -> crate::image::GraphImage {
+        crate::image::GraphImage::of(g)
+    }
+
+    #[test]
+    fn a_refused_command_changes_nothing_and_has_no_effects() {
+        let (cfg, ids) = (Config::default(), SequentialIds::new(1));
+        let mut g = running(&cfg, &ids);
+        let before = seen(&g);
+        let mut fx = Effects::default();
+        fx.reset(true);
+        let job = ids.next_id(at(2));
+        let err = g
+            .apply(&cfg, &cmd(2, Op::Start { job, payload: Payload::EMPTY }), &mut fx)
+            .unwrap_err();
+        assert_eq!(err.code(), "TRANSITION_REFUSED");
+        assert_eq!(seen(&g), before);
+        assert!(!fx.changed && !fx.repeat);
+        assert!(fx.jobs.is_empty() && fx.void.is_empty() && fx.changes.is_empty());
+    }
+
+    #[test]
+    fn a_forced_restart_is_one_step_with_one_job_and_every_live_task_failed() {
+        let (cfg, ids) = (Config::default(), SequentialIds::new(1));
+        let mut g = running(&cfg, &ids);
+        let mut fx = Effects::default();
+        let import = ids.next_id(at(2));
+        g.apply(&cfg, &cmd(2, Op::Import { job: import, payload: Payload::from("x") }), &mut fx)
+            .unwrap();
+        let host = ids.next_id(at(3));
+        let spec = TaskSpec::new(crate::task::HostKind::new("algo").unwrap());
+        g.apply(&cfg, &cmd(3, Op::RegisterTask { job: host, spec }), &mut fx)
+            .unwrap();
+        fx.reset(true);
+        let restart = ids.next_id(at(4));
+        let out = g
+            .apply(&cfg, &cmd(4, Op::ForceRestart { job: restart }), &mut fx)
+            .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Restarted(Restart {
+                job: restart,
+                epoch: Epoch(1),
+                failed: 2
+            })
+        );
+        assert!(fx.changed);
+        assert_eq!(fx.jobs.len(), 1);
+        assert_eq!(fx.jobs[0].task.id, restart);
+        assert_eq!((g.state, g.epoch, g.lifecycle), (GraphState::Restarting, Epoch(1), Some(restart)));
+        for id in [import, host] {
+            let t = g.task(id).unwrap();
+            assert_eq!(t.status, TaskStatus::Failed);
+            assert_eq!(t.reason, Some(FailReason::ForceRestarted(restart)));
+            assert_eq!(t.ended_at, Some(at(4)));
+        }
+        assert_eq!(g.live.len(), 1);
+        // 2 tasks failed, the state, the restart task.
+        assert_eq!(fx.changes.len(), 4);
+    }
+
+    #[test]
+    fn a_command_that_changes_nothing_says_so() {
+        let (cfg, ids) = (Config::default(), SequentialIds::new(1));
+        let mut g = running(&cfg, &ids);
+        let mut fx = Effects::default();
+        for op in [Op::Expire, Op::Recover] {
+            fx.reset(false);
+            g.apply(&cfg, &cmd(5, op), &mut fx).unwrap();
+            assert!(!fx.changed);
+        }
+        let host = ids.next_id(at(6));
+        let spec = TaskSpec::new(crate::task::HostKind::new("algo").unwrap());
+        g.apply(&cfg, &cmd(6, Op::RegisterTask { job: host, spec }), &mut fx)
+            .unwrap();
+        let progress = |p| Op::Report {
+            job: host,
+            epoch: Epoch::ZERO,
+            report: Report::Progress(p),
+        };
+        g.apply(&cfg, &cmd(7, progress(10)), &mut fx).unwrap();
+        let before = seen(&g);
+        fx.reset(false);
+        g.apply(&cfg, &cmd(8, progress(10)), &mut fx).unwrap();
+        assert!(!fx.changed);
+        assert_eq!(seen(&g), before, "not even the update time moves");
+    }
+
+    #[test]
+    fn a_repeated_request_gets_the_first_answer_and_changes_nothing() {
+        let (cfg, ids) = (Config::default(), SequentialIds::new(1));
+        let mut g = running(&cfg, &ids);
+        let r = RequestId::new("once").unwrap();
+        let mut fx = Effects::default();
+        let first = ids.next_id(at(2));
+        let c1 = cmd(2, Op::Stop { job: first }).with_request(r.clone());
+        let out = g.apply(&cfg, &c1, &mut fx).unwrap();
+        assert!(fx.changed && !fx.repeat);
+        let before = seen(&g);
+        fx.reset(true);
+        let c2 = cmd(3, Op::Stop { job: ids.next_id(at(3)) }).with_request(r);
+        assert_eq!(g.apply(&cfg, &c2, &mut fx), Ok(out));
+        assert!(fx.repeat && !fx.changed && fx.jobs.is_empty() && fx.changes.is_empty());
+        assert_eq!(seen(&g), before);
+    }
+
+    #[test]
+    fn a_refusal_with_a_request_id_changes_only_the_window() {
+        let (cfg, ids) = (Config::default(), SequentialIds::new(1));
+        let mut g = running(&cfg, &ids);
+        let mut fx = Effects::default();
+        let c = cmd(2, Op::Start { job: ids.next_id(at(2)), payload: Payload::EMPTY })
+            .with_request(RequestId::new("r").unwrap());
+        let err = g.apply(&cfg, &c, &mut fx).unwrap_err();
+        assert!(fx.changed, "the window changed: a log must keep it");
+        assert!(fx.jobs.is_empty() && fx.changes.is_empty());
+        assert_eq!(g.requests.len(), 1);
+        assert_eq!(g.state, GraphState::Running);
+        assert_eq!(g.apply(&cfg, &c, &mut fx), Err(err));
+    }
+
+    #[test]
+    fn a_key_with_no_graph_creates_one_or_answers_not_found() {
+        let cfg = Config::default().max_graphs(2);
+        let r = RequestId::new("r").unwrap();
+        let mut window = Requests::default();
+        let mut fx = Effects::default();
+        let start = cmd(1, Op::Start { job: SequentialIds::new(1).next_id(at(1)), payload: Payload::EMPTY });
+        // Without a request id: refused, nothing kept.
+        let (out, made) = apply_absent(&cfg, &start, &mut window, 0, &mut fx);
+        assert_eq!(out.unwrap_err().code(), "GRAPH_NOT_FOUND");
+        assert!(made.is_none() && !fx.changed && window.is_empty());
+        // With one: the refusal is kept.
+        let (out, _) = apply_absent(&cfg, &start.clone().with_request(r.clone()), &mut window, 0, &mut fx);
+        assert!(out.is_err() && fx.changed && window.len() == 1);
+        // Full: a create is refused.
+        let (out, made) = apply_absent(&cfg, &cmd(2, Op::Create), &mut window, 2, &mut fx);
+        assert_eq!(out.unwrap_err().code(), "TOO_MANY_GRAPHS");
+        assert!(made.is_none());
+        // A create takes the key's window with it.
+        fx.reset(true);
+        let (out, made) = apply_absent(&cfg, &cmd(3, Op::Create), &mut window, 1, &mut fx);
+        assert_eq!(out, Ok(Outcome::Created));
+        let g = made.unwrap();
+        assert!(window.is_empty());
+        assert_eq!(g.requests.len(), 1);
+        assert_eq!(fx.changes, [Change::GraphCreated]);
+    }
+}

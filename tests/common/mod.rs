@@ -27,11 +27,17 @@ impl Rig {
     }
 
     pub fn with(cfg: Config) -> Self {
+        Self::seeded(cfg, 1)
+    }
+
+    /// A rig whose ids are drawn with `seed`: rigs with different seeds
+    /// never draw the same id.
+    pub fn seeded(cfg: Config, seed: u64) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let (engine, jobs) = Engine::builder()
             .config(cfg)
             .clock(clock.clone())
-            .ids(SequentialIds::new(1))
+            .ids(SequentialIds::new(seed))
             .build();
         Rig {
             engine,

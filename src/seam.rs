@@ -7,28 +7,29 @@
 //!
 //! 1. [`prepare`](CommitLog::prepare), before any lock of the engine is
 //!    taken. The log MAY refuse (it failed, it is read-only): the command
-//!    is then refused with [`Error::CommitLog`](crate::Error::CommitLog)
+//!    is then refused with [`Error::CommitLog`]
 //!    and changes nothing. This is the place for slow work that does not
 //!    need the order of commits (encoding the command).
 //! 2. [`append`](CommitLog::append), with the graph's lock held, only if
-//!    the command changed the state. The log MUST place the command in
-//!    its order here: two commands on one graph reach `append` in the
-//!    order they were applied, and replaying them in that order rebuilds
-//!    the same state. It MUST NOT block on I/O: it runs under a lock
-//!    that queries and other commands on the graph wait for.
+//!    the command changed the state, with the command's outcome. The log
+//!    MUST place the command in its order here: two commands on one graph
+//!    reach `append` in the order they were applied, and replaying them
+//!    in that order rebuilds the same state and the same outcomes. It
+//!    MUST NOT block on I/O: it runs under a lock that queries and other
+//!    commands on the graph wait for.
 //! 3. [`finish`](CommitLog::finish), after every lock of the engine is
 //!    released, for every command that was prepared (appended or not).
 //!    The log MAY block here until the command is durable, and returns its
 //!    failure if it cannot make it so; the command is then applied in
 //!    memory but not durable, and the caller gets
-//!    [`Error::CommitLog`](crate::Error::CommitLog).
+//!    [`Error::CommitLog`].
 //!
 //! Commands applied with
 //! [`Engine::apply_decided`](crate::Engine::apply_decided) do not pass
 //! through the seam: they were decided by a log already.
 //!
 //! ```
-//! use graph_lifecycle::{CommitLog, Command, Engine, GraphKey, LogError};
+//! use graph_lifecycle::{CommitLog, Command, Engine, Error, GraphKey, LogError, Outcome};
 //! use std::sync::Mutex;
 //!
 //! /// Keeps every committed command in memory, in commit order.
@@ -40,7 +41,7 @@
 //!     fn prepare(&self, cmd: &Command) -> Result<Command, LogError> {
 //!         Ok(cmd.clone())
 //!     }
-//!     fn append(&self, pending: &mut Command) {
+//!     fn append(&self, pending: &mut Command, _: &Result<Outcome, Error>) {
 //!         self.0.lock().unwrap().push(pending.clone());
 //!     }
 //!     fn finish(&self, _: Command) -> Result<(), LogError> {
@@ -58,8 +59,8 @@
 //! # Ok::<(), graph_lifecycle::Error>(())
 //! ```
 
-use crate::command::Command;
-use crate::error::LogError;
+use crate::command::{Command, Outcome};
+use crate::error::{Error, LogError};
 
 /// What keeps the commands an engine applies live: see the
 /// [module](self) for the contract of each call.
@@ -79,8 +80,8 @@ pub trait CommitLog: Send + Sync + 'static {
     fn prepare<'a>(&'a self, cmd: &Command) -> Result<Self::Pending<'a>, LogError>;
 
     /// Under the graph's lock, once the command changed the state: place
-    /// it in the log's order. Must not block on I/O.
-    fn append<'a>(&'a self, pending: &mut Self::Pending<'a>);
+    /// it, and what it did, in the log's order. Must not block on I/O.
+    fn append<'a>(&'a self, pending: &mut Self::Pending<'a>, outcome: &Result<Outcome, Error>);
 
     /// After every engine lock is released: wait until the command is as
     /// durable as the log promises.
@@ -103,8 +104,8 @@ impl<L: CommitLog> CommitLog for std::sync::Arc<L> {
         (**self).prepare(cmd)
     }
 
-    fn append<'a>(&'a self, pending: &mut Self::Pending<'a>) {
-        (**self).append(pending);
+    fn append<'a>(&'a self, pending: &mut Self::Pending<'a>, outcome: &Result<Outcome, Error>) {
+        (**self).append(pending, outcome);
     }
 
     fn finish<'a>(&'a self, pending: Self::Pending<'a>) -> Result<(), LogError> {
@@ -127,13 +128,16 @@ impl CommitLog for InMemory {
     }
 
     #[inline]
-    fn append(&self, (): &mut ()) {}
+    fn append(&self, (): &mut (), _: &Result<Outcome, Error>) {}
 
     #[inline]
     fn finish(&self, (): ()) -> Result<(), LogError> {
         Ok(())
     }
 }
+
+/// The `append` of one command, handed to the locked section.
+pub(crate) type Append<'a> = &'a mut dyn FnMut(&Result<Outcome, Error>);
 
 /// A [`CommitLog`] behind a trait object: the three calls folded into one
 /// that runs the engine's locked section in the middle, so that the
@@ -142,22 +146,14 @@ pub(crate) trait Seam: Send + Sync {
     /// `prepare`, then `locked` (which calls its argument, the `append`,
     /// under the graph's lock if the command changed something), then
     /// `finish`.
-    fn commit(
-        &self,
-        cmd: &Command,
-        locked: &mut dyn FnMut(&mut dyn FnMut()),
-    ) -> Result<(), LogError>;
+    fn commit(&self, cmd: &Command, locked: &mut dyn FnMut(Append<'_>)) -> Result<(), LogError>;
 }
 
 impl<L: CommitLog> Seam for L {
     #[inline]
-    fn commit(
-        &self,
-        cmd: &Command,
-        locked: &mut dyn FnMut(&mut dyn FnMut()),
-    ) -> Result<(), LogError> {
+    fn commit(&self, cmd: &Command, locked: &mut dyn FnMut(Append<'_>)) -> Result<(), LogError> {
         let mut pending = self.prepare(cmd)?;
-        locked(&mut || self.append(&mut pending));
+        locked(&mut |outcome| self.append(&mut pending, outcome));
         self.finish(pending)
     }
 }

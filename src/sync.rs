@@ -81,10 +81,10 @@ mod loom_locks {
 /// loom condition variable for `recv`, and counts of senders and receivers
 /// for disconnection, returning `crossbeam-channel`'s error types.
 ///
-/// What it does not model: `recv_timeout` never waits (under loom every
-/// timeout may elapse at once, so it is a `try_recv` that answers
-/// `Timeout` when empty), and a full bounded channel's blocking `send`
-/// (the crate only ever `try_send`s to a bounded channel).
+/// Every channel of the crate is unbounded (events are bounded by a count
+/// of their own). What it does not model: `recv_timeout` never waits
+/// (under loom every timeout may elapse at once, so it is a `try_recv`
+/// that answers `Timeout` when empty).
 #[cfg(loom)]
 pub(crate) mod channel {
     use std::collections::VecDeque;
@@ -105,7 +105,6 @@ pub(crate) mod channel {
         state: Mutex<State<T>>,
         /// Signalled when a message arrives or the last sender leaves.
         ready: Condvar,
-        cap: Option<usize>,
     }
 
     impl<T> Chan<T> {
@@ -114,7 +113,7 @@ pub(crate) mod channel {
         }
     }
 
-    fn channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
         let chan = Arc::new(Chan {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -122,24 +121,15 @@ pub(crate) mod channel {
                 receivers: 1,
             }),
             ready: Condvar::new(),
-            cap,
         });
         (Sender(chan.clone()), Receiver(chan))
-    }
-
-    pub(crate) fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
-        channel(None)
-    }
-
-    pub(crate) fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
-        channel(Some(cap))
     }
 
     pub(crate) struct Sender<T>(Arc<Chan<T>>);
 
     impl<T> Sender<T> {
-        /// Sends without waiting; only ever called on an unbounded
-        /// channel, where crossbeam's `send` does not wait either.
+        /// Sends without waiting, as crossbeam's `send` on an unbounded
+        /// channel does.
         pub(crate) fn send(&self, value: T) -> Result<(), SendError<T>> {
             self.try_send(value).map_err(|e| SendError(e.into_inner()))
         }
@@ -148,9 +138,6 @@ pub(crate) mod channel {
             let mut st = self.0.state();
             if st.receivers == 0 {
                 return Err(TrySendError::Disconnected(value));
-            }
-            if self.0.cap.is_some_and(|cap| st.queue.len() >= cap) {
-                return Err(TrySendError::Full(value));
             }
             st.queue.push_back(value);
             drop(st);
@@ -212,10 +199,6 @@ pub(crate) mod channel {
                 TryRecvError::Empty => RecvTimeoutError::Timeout,
                 TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
             })
-        }
-
-        pub(crate) fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
-            std::iter::from_fn(move || self.try_recv().ok())
         }
 
         pub(crate) fn len(&self) -> usize {

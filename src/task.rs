@@ -1,4 +1,4 @@
-//! Tasks: what the task table holds (SPEC section 5).
+//! Tasks: what the task table holds (`docs/CONTRACT.md`, section 5).
 
 use std::fmt;
 
@@ -60,6 +60,12 @@ impl fmt::Debug for Payload {
 impl From<&str> for Payload {
     fn from(s: &str) -> Self {
         Payload::new(s.as_bytes())
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Payload::new(s.into_bytes())
     }
 }
 

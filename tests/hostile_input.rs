@@ -766,10 +766,10 @@ fn degenerate_configurations_give_typed_errors_not_panics() {
     );
 }
 
-/// SPEC section 9: every variant's stable code and HTTP status, written
+/// `docs/CONTRACT.md` section 9: every variant's stable code and HTTP status, written
 /// out. Not found is 404; a refused transition or a malformed argument 400;
 /// a conflict 409; a cap 429 or 503; an internal fault 500.
-const SPEC_CODES: &[(&str, &[u16])] = &[
+const CONTRACT_CODES: &[(&str, &[u16])] = &[
     ("INVALID_ID", &[400]),
     ("INVALID_ARGUMENT", &[400]),
     ("GRAPH_NOT_FOUND", &[404]),
@@ -801,14 +801,14 @@ impl CommitLog for Failed {
             "no space left on the device",
         )))
     }
-    fn append(&self, (): &mut ()) {}
+    fn append(&self, (): &mut (), _: &Result<Outcome, Error>) {}
     fn finish(&self, (): ()) -> Result<(), LogError> {
         Ok(())
     }
 }
 
 #[test]
-fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_is_involved() {
+fn every_error_variant_has_the_contract_code_http_status_and_a_message_naming_what_is_involved() {
     let rig = Rig::with(Config::default().max_graphs(3).max_live_tasks_per_graph(2));
     let k = key("proj", "g");
     let other = key("proj", "other");
@@ -929,14 +929,19 @@ fn every_error_variant_has_the_spec_code_http_status_and_a_message_naming_what_i
     let codes: BTreeSet<&str> = seen.iter().map(Error::code).collect();
     assert_eq!(
         codes.len(),
-        SPEC_CODES.len(),
+        CONTRACT_CODES.len(),
         "one case per variant: {codes:?}"
     );
     for err in &seen {
-        let (_, statuses) = SPEC_CODES
+        let (_, statuses) = CONTRACT_CODES
             .iter()
             .find(|(c, _)| *c == err.code())
-            .unwrap_or_else(|| panic!("{} is not a code of SPEC section 9", err.code()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} is not a code of `docs/CONTRACT.md` section 9",
+                    err.code()
+                )
+            });
         assert!(
             statuses.contains(&err.http_status()),
             "{}: {} not in {statuses:?}",

@@ -25,7 +25,7 @@ use crate::task::TaskStatus;
 ///
 /// A call that returns an error changed nothing, with two exceptions, both
 /// documented where they arise: a command that carried a
-/// [`RequestId`](crate::RequestId) leaves its refusal in the graph's
+/// [`RequestId`] leaves its refusal in the graph's
 /// request window, so that a retry gets the same answer; and a
 /// [`CommitLog`](Error::CommitLog) failure met after the command was
 /// applied in memory.

@@ -1043,8 +1043,18 @@ mod tests {
         let mut g = GraphData::new(key(), at(0), Requests::default());
         let mut fx = Effects::default();
         let job = ids.next_id(at(0));
-        g.apply(cfg, &cmd(0, Op::Start { job, payload: Payload::EMPTY }), &mut fx)
-            .unwrap();
+        g.apply(
+            cfg,
+            &cmd(
+                0,
+                Op::Start {
+                    job,
+                    payload: Payload::EMPTY,
+                },
+            ),
+            &mut fx,
+        )
+        .unwrap();
         let done = Op::Report {
             job,
             epoch: Epoch::ZERO,
@@ -1069,7 +1079,17 @@ mod tests {
         fx.reset(true);
         let job = ids.next_id(at(2));
         let err = g
-            .apply(&cfg, &cmd(2, Op::Start { job, payload: Payload::EMPTY }), &mut fx)
+            .apply(
+                &cfg,
+                &cmd(
+                    2,
+                    Op::Start {
+                        job,
+                        payload: Payload::EMPTY,
+                    },
+                ),
+                &mut fx,
+            )
             .unwrap_err();
         assert_eq!(err.code(), "TRANSITION_REFUSED");
         assert_eq!(seen(&g), before);
@@ -1083,8 +1103,18 @@ mod tests {
         let mut g = running(&cfg, &ids);
         let mut fx = Effects::default();
         let import = ids.next_id(at(2));
-        g.apply(&cfg, &cmd(2, Op::Import { job: import, payload: Payload::from("x") }), &mut fx)
-            .unwrap();
+        g.apply(
+            &cfg,
+            &cmd(
+                2,
+                Op::Import {
+                    job: import,
+                    payload: Payload::from("x"),
+                },
+            ),
+            &mut fx,
+        )
+        .unwrap();
         let host = ids.next_id(at(3));
         let spec = TaskSpec::new(crate::task::HostKind::new("algo").unwrap());
         g.apply(&cfg, &cmd(3, Op::RegisterTask { job: host, spec }), &mut fx)
@@ -1105,7 +1135,10 @@ mod tests {
         assert!(fx.changed);
         assert_eq!(fx.jobs.len(), 1);
         assert_eq!(fx.jobs[0].task.id, restart);
-        assert_eq!((g.state, g.epoch, g.lifecycle), (GraphState::Restarting, Epoch(1), Some(restart)));
+        assert_eq!(
+            (g.state, g.epoch, g.lifecycle),
+            (GraphState::Restarting, Epoch(1), Some(restart))
+        );
         for id in [import, host] {
             let t = g.task(id).unwrap();
             assert_eq!(t.status, TaskStatus::Failed);
@@ -1156,7 +1189,13 @@ mod tests {
         assert!(fx.changed && !fx.repeat);
         let before = seen(&g);
         fx.reset(true);
-        let c2 = cmd(3, Op::Stop { job: ids.next_id(at(3)) }).with_request(r);
+        let c2 = cmd(
+            3,
+            Op::Stop {
+                job: ids.next_id(at(3)),
+            },
+        )
+        .with_request(r);
         assert_eq!(g.apply(&cfg, &c2, &mut fx), Ok(out));
         assert!(fx.repeat && !fx.changed && fx.jobs.is_empty() && fx.changes.is_empty());
         assert_eq!(seen(&g), before);
@@ -1167,8 +1206,14 @@ mod tests {
         let (cfg, ids) = (Config::default(), SequentialIds::new(1));
         let mut g = running(&cfg, &ids);
         let mut fx = Effects::default();
-        let c = cmd(2, Op::Start { job: ids.next_id(at(2)), payload: Payload::EMPTY })
-            .with_request(RequestId::new("r").unwrap());
+        let c = cmd(
+            2,
+            Op::Start {
+                job: ids.next_id(at(2)),
+                payload: Payload::EMPTY,
+            },
+        )
+        .with_request(RequestId::new("r").unwrap());
         let err = g.apply(&cfg, &c, &mut fx).unwrap_err();
         assert!(fx.changed, "the window changed: a log must keep it");
         assert!(fx.jobs.is_empty() && fx.changes.is_empty());
@@ -1183,13 +1228,25 @@ mod tests {
         let r = RequestId::new("r").unwrap();
         let mut window = Requests::default();
         let mut fx = Effects::default();
-        let start = cmd(1, Op::Start { job: SequentialIds::new(1).next_id(at(1)), payload: Payload::EMPTY });
+        let start = cmd(
+            1,
+            Op::Start {
+                job: SequentialIds::new(1).next_id(at(1)),
+                payload: Payload::EMPTY,
+            },
+        );
         // Without a request id: refused, nothing kept.
         let (out, made) = apply_absent(&cfg, &start, &mut window, 0, &mut fx);
         assert_eq!(out.unwrap_err().code(), "GRAPH_NOT_FOUND");
         assert!(made.is_none() && !fx.changed && window.is_empty());
         // With one: the refusal is kept.
-        let (out, _) = apply_absent(&cfg, &start.clone().with_request(r.clone()), &mut window, 0, &mut fx);
+        let (out, _) = apply_absent(
+            &cfg,
+            &start.clone().with_request(r.clone()),
+            &mut window,
+            0,
+            &mut fx,
+        );
         assert!(out.is_err() && fx.changed && window.len() == 1);
         // Full: a create is refused.
         let (out, made) = apply_absent(&cfg, &cmd(2, Op::Create), &mut window, 2, &mut fx);

@@ -1,5 +1,5 @@
-//! Graph states and the transition tables of the contract (SPEC sections 3
-//! and 4), in one place.
+//! Graph states and the transition tables of the contract
+//! (`docs/CONTRACT.md`, sections 3 and 4), in one place.
 //!
 //! [`transition`] answers "may this operation run in this state, and where
 //! does it lead"; [`job_outcome`] answers "where does the graph go when its
@@ -238,7 +238,7 @@ pub enum Transition {
     Remove,
 }
 
-/// The transition table (SPEC section 4): what `op` does to a graph in
+/// The transition table (`docs/CONTRACT.md`, section 4): what `op` does to a graph in
 /// state `from`, or `None` if it is refused.
 ///
 /// `Create` is never allowed on an existing graph; the registry handles the
@@ -274,7 +274,7 @@ pub enum JobEnd {
     TimedOut,
 }
 
-/// The outcome table (SPEC section 4): the state a graph reaches when its
+/// The outcome table (`docs/CONTRACT.md`, section 4): the state a graph reaches when its
 /// lifecycle job of kind `kind` ends as `end`.
 pub const fn job_outcome(kind: LifecycleKind, end: JobEnd) -> GraphState {
     use GraphState::*;

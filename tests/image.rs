@@ -31,7 +31,10 @@ fn busy() -> Rig {
     rig.report(&t, Report::Failed("out of memory".into()));
     rig.host_task(&a, "async-query");
     let b = key("proj", "b");
-    rig.engine.request(req("create-b")).create_graph(&b).unwrap();
+    rig.engine
+        .request(req("create-b"))
+        .create_graph(&b)
+        .unwrap();
     rig.engine.request(req("start-b")).start(&b).unwrap();
     rig.report(&rig.job(), Report::Failed("no disk".into()));
     let c = key("other", "c");

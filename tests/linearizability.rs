@@ -19,8 +19,8 @@
 //! at one point between its call and its return, and the job channel
 //! holds exactly the committed jobs in commit order.
 //!
-//! The reference is written from SPEC sections 3 to 7, with the choices
-//! the crate documents where the SPEC leaves them open (the order of
+//! The reference is written from the contract (`docs/CONTRACT.md`, sections 3 to 7), with the choices
+//! the crate documents where the contract leaves them open (the order of
 //! checks, which error a report on a dead task gets), the same ones
 //! `tests/model.rs` makes. It shares no code with the crate.
 //!

@@ -1,11 +1,11 @@
-//! Exhaustive interleaving checks of the forced restart (SPEC section 6).
+//! Exhaustive interleaving checks of the forced restart (`docs/CONTRACT.md`, section 6).
 //!
 //! Each model races `force_restart` against one other operation on the
 //! same graph, while a third thread reads the graph on the lock-free path
 //! and through a snapshot. loom runs the model under every interleaving of
 //! the threads' synchronisation points (up to a preemption bound) and with
 //! every value the memory model lets an atomic load return. Each model
-//! asserts the SPEC invariants on every read and at its end.
+//! asserts the contract's invariants on every read and at its end.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test --release --test loom

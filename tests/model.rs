@@ -1,11 +1,11 @@
 //! Model-based test of the engine against a plain reference model of the
-//! contract (SPEC.md).
+//! contract (`docs/CONTRACT.md`).
 //!
 //! The model below is a single-threaded, deliberately naive rendering of
-//! SPEC sections 3 to 7: the transition and outcome tables are written out
+//! the contract (`docs/CONTRACT.md`, sections 3 to 7): the transition and outcome tables are written out
 //! literally, the task table is two plain lists (live tasks in creation
 //! order, terminal tasks in the order they ended), and nothing is shared
-//! with the crate's own apply step. Where the SPEC leaves a choice open,
+//! with the crate's own apply step. Where the contract leaves a choice open,
 //! the model takes the one the crate documents:
 //!
 //! - tasks failed by one forced restart retire in creation order; tasks
@@ -65,7 +65,7 @@ const EVERY_STATE: &[GraphState] = &[
     S::Abnormal,
 ];
 
-/// SPEC section 4, first table: operation, allowed from, goes to, job.
+/// `docs/CONTRACT.md` section 4, first table: operation, allowed from, goes to, job.
 const OPERATIONS: &[(Operation, &[GraphState], GraphState, LifecycleKind)] = &[
     (Operation::Start, &[S::Stopped], S::Starting, K::Start),
     (
@@ -85,10 +85,10 @@ const OPERATIONS: &[(Operation, &[GraphState], GraphState, LifecycleKind)] = &[
     ),
 ];
 
-/// SPEC section 4: remove is allowed from these states.
+/// `docs/CONTRACT.md` section 4: remove is allowed from these states.
 const REMOVE_FROM: &[GraphState] = &[S::Stopped, S::Abnormal];
 
-/// SPEC sections 3 and 5: host tasks run while the graph serves queries.
+/// `docs/CONTRACT.md`, sections 3 and 5: host tasks run while the graph serves queries.
 const SERVES_QUERIES: &[GraphState] = &[S::Running, S::Importing, S::Exporting];
 
 /// How a job ended, in the column order of the outcome table.
@@ -100,7 +100,7 @@ enum End {
     Timeout = 3,
 }
 
-/// SPEC section 4, second table: the state after success, failure,
+/// `docs/CONTRACT.md` section 4, second table: the state after success, failure,
 /// cancellation and timeout of each job.
 const OUTCOMES: &[(LifecycleKind, [GraphState; 4])] = &[
     (
@@ -120,7 +120,7 @@ const OUTCOMES: &[(LifecycleKind, [GraphState; 4])] = &[
     ),
 ];
 
-/// SPEC section 3: the lifecycle job that runs in each state.
+/// `docs/CONTRACT.md` section 3: the lifecycle job that runs in each state.
 const STATE_JOB: &[(GraphState, Option<LifecycleKind>)] = &[
     (S::Stopped, None),
     (S::Starting, Some(K::Start)),
@@ -343,9 +343,12 @@ struct MGraph {
 /// the key ever recorded), what was asked, the answer.
 #[derive(Debug, Clone, Default)]
 struct MWindow {
-    entries: Vec<(RequestId, Timestamp, u64, String, Result<Outcome, Error>)>,
+    entries: Vec<MAnswer>,
     next: u64,
 }
+
+/// Request id, time, order, what was asked, the answer.
+type MAnswer = (RequestId, Timestamp, u64, String, Result<Outcome, Error>);
 
 /// What a retry must repeat: the operation, and the job of a report or a
 /// cancel.
@@ -2012,7 +2015,7 @@ impl Harness {
             );
         }
         if let Some((key, r)) = restarted {
-            // SPEC section 6: after a forced restart, the restart job is the
+            // `docs/CONTRACT.md` section 6: after a forced restart, the restart job is the
             // graph's only live task, in the next epoch.
             let old = before.graphs.iter().find(|g| g.info.key == key);
             let new = after

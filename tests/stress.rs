@@ -1,5 +1,5 @@
 //! The stress run: every operation, from many threads, over many graphs,
-//! with an auditor checking the SPEC invariants while it runs and
+//! with an auditor checking the contract's invariants while it runs and
 //! `parking_lot`'s deadlock detection on.
 //!
 //! - Drivers mix every operation of the API over a few dozen graphs in two

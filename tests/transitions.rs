@@ -28,10 +28,10 @@ const ENDS: [JobEnd; 4] = [
     JobEnd::TimedOut,
 ];
 
-/// SPEC section 4, "Operations and transitions", written out: every
+/// `docs/CONTRACT.md` section 4, "Operations and transitions", written out: every
 /// allowed (state, operation) pair on an existing graph. Everything else is
 /// refused (create included: the graph exists).
-const SPEC_ALLOWED: &[(GraphState, Operation, Transition)] = {
+const CONTRACT_ALLOWED: &[(GraphState, Operation, Transition)] = {
     use GraphState::*;
     use LifecycleKind as K;
     use Operation as Op;
@@ -54,22 +54,22 @@ const SPEC_ALLOWED: &[(GraphState, Operation, Transition)] = {
         (Abnormal, Op::ForceRestart, Job(Restarting, K::Restart)),
         (Stopped, Op::Remove, Remove),
         (Abnormal, Op::Remove, Remove),
-        // Host tasks run while the graph serves queries (SPEC section 5).
+        // Host tasks run while the graph serves queries (`docs/CONTRACT.md`, section 5).
         (Running, Op::RegisterTask, Stay),
         (Importing, Op::RegisterTask, Stay),
         (Exporting, Op::RegisterTask, Stay),
     ]
 };
 
-fn spec_transition(from: GraphState, op: Operation) -> Option<Transition> {
-    SPEC_ALLOWED
+fn contract_transition(from: GraphState, op: Operation) -> Option<Transition> {
+    CONTRACT_ALLOWED
         .iter()
         .find(|(s, o, _)| *s == from && *o == op)
         .map(|(_, _, t)| *t)
 }
 
-/// SPEC section 4, "Job outcomes reported by the host", written out.
-const SPEC_OUTCOMES: &[(LifecycleKind, JobEnd, GraphState)] = {
+/// `docs/CONTRACT.md` section 4, "Job outcomes reported by the host", written out.
+const CONTRACT_OUTCOMES: &[(LifecycleKind, JobEnd, GraphState)] = {
     use GraphState::*;
     use JobEnd::*;
     use LifecycleKind as K;
@@ -101,12 +101,12 @@ const SPEC_OUTCOMES: &[(LifecycleKind, JobEnd, GraphState)] = {
     ]
 };
 
-fn spec_outcome(kind: LifecycleKind, end: JobEnd) -> GraphState {
-    SPEC_OUTCOMES
+fn contract_outcome(kind: LifecycleKind, end: JobEnd) -> GraphState {
+    CONTRACT_OUTCOMES
         .iter()
         .find(|(k, e, _)| *k == kind && *e == end)
         .map(|(_, _, s)| *s)
-        .expect("the SPEC table has a row for every (kind, end)")
+        .expect("the contract's table has a row for every (kind, end)")
 }
 
 /// The task kind a lifecycle job of `kind` carries in these tests.
@@ -222,7 +222,7 @@ fn drive(rig: &Rig, key: &GraphKey, to: GraphState) -> Option<Job> {
     job
 }
 
-/// SPEC section 4's last promise, and the bookkeeping of `GraphInfo`: at
+/// `docs/CONTRACT.md` section 4's last promise, and the bookkeeping of `GraphInfo`: at
 /// most one live lifecycle job per graph, matching its state; live tasks
 /// belong to the current epoch.
 fn check_invariants(engine: &Engine) {
@@ -265,12 +265,12 @@ fn graph_snapshot(engine: &Engine, key: &GraphKey) -> GraphSnapshot {
 // ---- the transition table -------------------------------------------------
 
 #[test]
-fn transition_function_is_the_spec_table() {
+fn transition_function_is_the_contract_table() {
     for state in GraphState::ALL {
         for op in Operation::ALL {
             assert_eq!(
                 transition(state, op),
-                spec_transition(state, op),
+                contract_transition(state, op),
                 "transition({state}, {op})"
             );
         }
@@ -417,20 +417,20 @@ fn every_state_and_operation_pair_does_what_the_table_says_or_changes_nothing() 
             check_invariants(&rig.engine);
         }
     }
-    assert_eq!(allowed, SPEC_ALLOWED.len());
+    assert_eq!(allowed, CONTRACT_ALLOWED.len());
     assert_eq!(allowed + refused, 81);
 }
 
 // ---- the outcome table ----------------------------------------------------
 
 #[test]
-fn job_outcome_function_is_the_spec_table() {
-    assert_eq!(SPEC_OUTCOMES.len(), KINDS.len() * ENDS.len());
+fn job_outcome_function_is_the_contract_table() {
+    assert_eq!(CONTRACT_OUTCOMES.len(), KINDS.len() * ENDS.len());
     for kind in KINDS {
         for end in ENDS {
             assert_eq!(
                 job_outcome(kind, end),
-                spec_outcome(kind, end),
+                contract_outcome(kind, end),
                 "job_outcome({kind}, {end:?})"
             );
         }
@@ -460,7 +460,7 @@ fn live_job(rig: &Rig, k: &GraphKey, kind: LifecycleKind) -> Job {
 }
 
 #[test]
-fn every_lifecycle_job_end_lands_the_graph_where_the_spec_outcome_table_says() {
+fn every_lifecycle_job_end_lands_the_graph_where_the_outcome_table_says() {
     let timeout = Duration::from_secs(60);
     for kind in KINDS {
         for end in ENDS {
@@ -526,7 +526,7 @@ fn every_lifecycle_job_end_lands_the_graph_where_the_spec_outcome_table_says() {
             };
             assert_eq!(
                 rig.engine.state(&k).unwrap(),
-                spec_outcome(kind, end),
+                contract_outcome(kind, end),
                 "{ctx}"
             );
             let t = rig.engine.task(&k, job.id()).unwrap();
@@ -588,7 +588,7 @@ fn a_restart_job_is_not_stoppable_and_a_refused_cancel_changes_nothing() {
     assert_eq!(rig.engine.snapshot(), before);
 }
 
-// ---- force_restart (SPEC section 6) ----------------------------------------
+// ---- force_restart (`docs/CONTRACT.md`, section 6) ----------------------------------------
 
 #[test]
 fn force_restart_fails_every_live_task_bumps_the_epoch_and_hands_over_one_restart_job() {

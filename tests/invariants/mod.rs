@@ -1,4 +1,4 @@
-//! The SPEC invariants, checked on what a caller can see: a snapshot, the
+//! The contract's invariants, checked on what a caller can see: a snapshot, the
 //! lock-free state word, the job channel. Shared by the loom models, the
 //! linearizability check and the stress run.
 
@@ -15,7 +15,7 @@ use graph_lifecycle::{
 pub type Word = Option<(GraphState, Epoch)>;
 
 /// The single steps a graph's (state, epoch) can take, from the two tables
-/// of SPEC section 4: an operation that emits a job (a forced restart also
+/// of `docs/CONTRACT.md` section 4: an operation that emits a job (a forced restart also
 /// bumps the epoch), or the end of the live lifecycle job.
 fn steps(from: GraphState) -> Vec<(GraphState, u64)> {
     let mut out = Vec::new();
@@ -87,7 +87,7 @@ fn is_restart(t: &TaskInfo) -> bool {
     t.kind == TaskKind::Restart
 }
 
-/// Asserts every SPEC invariant on one graph of a snapshot. With
+/// Asserts every invariant of the contract on one graph of a snapshot. With
 /// `complete`, no task of the graph was ever evicted, so its table is its
 /// whole history and the restart count can be checked against the epoch.
 pub fn check_graph(g: &GraphSnapshot, complete: bool) {

@@ -51,6 +51,18 @@ pub struct Config {
     /// How long an answer stays in the window (default 15 minutes); `None`
     /// keeps answers until the count bound evicts them.
     pub request_window_age: Option<Duration>,
+    /// Most graphs one project holds at once (default: no bound but
+    /// `max_graphs`). A create past it is refused with
+    /// [`Error::ProjectFull`](crate::Error::ProjectFull), which names only
+    /// the project's own figures, so that one project cannot fill the
+    /// engine for every other.
+    pub max_graphs_per_project: usize,
+    /// The most of a task's payload kept once the task has ended, in bytes
+    /// (default: all of it): a longer payload is cut to its first this many
+    /// bytes, a summary, when the task ends. Ended tasks are kept for the
+    /// retention period, and their payloads (an import's whole request)
+    /// would otherwise stay in memory with them.
+    pub retained_payload_bytes: usize,
     /// Most keys with no graph whose windows are kept (default 4,096): the
     /// windows of removed graphs, so that a retried remove is answered,
     /// and of keys a command with a request id did not find. The key whose
@@ -73,6 +85,8 @@ impl Default for Config {
             request_window: 64,
             request_window_age: Some(Duration::from_secs(15 * 60)),
             max_absent_windows: 4_096,
+            max_graphs_per_project: usize::MAX,
+            retained_payload_bytes: usize::MAX,
         }
     }
 }
@@ -129,6 +143,18 @@ impl Config {
     /// Sets [`Config::request_window_age`].
     pub fn request_window_age(mut self, age: Option<Duration>) -> Self {
         self.request_window_age = age;
+        self
+    }
+
+    /// Sets [`Config::max_graphs_per_project`].
+    pub fn max_graphs_per_project(mut self, n: usize) -> Self {
+        self.max_graphs_per_project = n;
+        self
+    }
+
+    /// Sets [`Config::retained_payload_bytes`].
+    pub fn retained_payload_bytes(mut self, n: usize) -> Self {
+        self.retained_payload_bytes = n;
         self
     }
 

@@ -462,7 +462,7 @@ impl Engine {
             }
             let mut fx = Effects::default();
             fx.reset(sh.events.active());
-            let count = index.count();
+            let count = (index.count(), index.project_count(&key.project));
             let (outcome, made) =
                 index
                     .absent()
@@ -514,7 +514,7 @@ impl Engine {
             let outcome = held
                 .absent
                 .with_window(key, sh.config.max_absent_windows, |w| {
-                    apply_absent(&sh.config, cmd, w, 0, &mut fx).0
+                    apply_absent(&sh.config, cmd, w, (0, 0), &mut fx).0
                 });
             return self.settle_absent(cmd, &mut fx, outcome, append);
         }

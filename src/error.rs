@@ -150,6 +150,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The graph's project holds as many graphs as its quota allows.
+    #[error("project {} holds {limit} graphs, its quota; {key} is refused", key.project)]
+    ProjectFull {
+        /// The refused graph.
+        key: GraphKey,
+        /// The project's quota.
+        limit: usize,
+    },
     /// The graph has as many live tasks as it may.
     #[error("graph {key} has {limit} live tasks, its limit")]
     TooManyTasks {
@@ -231,6 +239,7 @@ impl Error {
             Error::NotStoppable { .. } => "NOT_STOPPABLE",
             Error::TooManyGraphs { .. } => "TOO_MANY_GRAPHS",
             Error::TooManyTasks { .. } => "TOO_MANY_TASKS",
+            Error::ProjectFull { .. } => "PROJECT_QUOTA",
             Error::NoJobReceiver { .. } => "NO_JOB_RECEIVER",
             Error::ShutDown { .. } => "SHUT_DOWN",
             Error::DuplicateJobId { .. } => "DUPLICATE_JOB_ID",
@@ -253,7 +262,7 @@ impl Error {
             | Error::StaleEpoch { .. }
             | Error::ReportRefused { .. }
             | Error::RequestReused { .. } => 409,
-            Error::TooManyTasks { .. } => 429,
+            Error::TooManyTasks { .. } | Error::ProjectFull { .. } => 429,
             Error::TooManyGraphs { .. }
             | Error::NoJobReceiver { .. }
             | Error::ShutDown { .. }
@@ -277,6 +286,7 @@ impl Error {
             | Error::NotStoppable { key, .. }
             | Error::TooManyGraphs { key, .. }
             | Error::TooManyTasks { key, .. }
+            | Error::ProjectFull { key, .. }
             | Error::NoJobReceiver { key, .. }
             | Error::ShutDown { key, .. }
             | Error::DuplicateJobId { key, .. }

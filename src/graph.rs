@@ -825,7 +825,8 @@ impl GraphData {
 
     /// Moves a terminal task to the retained set, evicting the oldest past
     /// the count bound.
-    fn retire(&mut self, cfg: &Config, task: Task, fx: &mut Effects) {
+    fn retire(&mut self, cfg: &Config, mut task: Task, fx: &mut Effects) {
+        summarize(cfg, &mut task);
         let cap = cfg.max_retained_per_graph;
         if cap == 0 {
             fx.record(|| Change::Evicted { count: 1 });
@@ -847,7 +848,8 @@ impl GraphData {
     /// older tasks of the same step were evicted at once.
     fn retire_bulk(&mut self, cfg: &Config, ended: Vec<Task>, dropped: usize, fx: &mut Effects) {
         let cap = cfg.max_retained_per_graph;
-        for task in ended {
+        for mut task in ended {
+            summarize(cfg, &mut task);
             self.done.push(task, cap);
         }
         let mut evicted = dropped;
@@ -965,10 +967,19 @@ impl GraphData {
     }
 }
 
-/// The pure step for a key with no graph, `graphs` graphs existing. A
-/// command whose request id the key's window holds gets its first answer
-/// (`fx.repeat`); a create makes the graph, Stopped, which takes the key's
-/// window with it (or is [`Error::TooManyGraphs`]); anything else is
+/// An ended task keeps at most [`Config::retained_payload_bytes`] of its
+/// payload.
+fn summarize(cfg: &Config, task: &mut Task) {
+    if task.payload.len() > cfg.retained_payload_bytes {
+        task.payload = task.payload.prefix(cfg.retained_payload_bytes);
+    }
+}
+
+/// The pure step for a key with no graph, `graphs` graphs existing, of
+/// which `in_project` in the key's project. A command whose request id
+/// the key's window holds gets its first answer (`fx.repeat`); a create
+/// makes the graph, Stopped, which takes the key's window with it (or is
+/// [`Error::ProjectFull`] or [`Error::TooManyGraphs`]); anything else is
 /// [`Error::GraphNotFound`]. A refusal is recorded in the window when the
 /// command carried a request id.
 ///
@@ -977,7 +988,7 @@ pub(crate) fn apply_absent(
     cfg: &Config,
     cmd: &Command,
     window: &mut Requests,
-    graphs: usize,
+    (graphs, in_project): (usize, usize),
     fx: &mut Effects,
 ) -> (Result<Outcome, Error>, Option<GraphData>) {
     if let Some(answer) = window.answer(cfg, cmd) {
@@ -987,6 +998,11 @@ pub(crate) fn apply_absent(
     let refusal = if !matches!(cmd.op, Op::Create) {
         Some(Error::GraphNotFound {
             key: cmd.key.clone(),
+        })
+    } else if in_project >= cfg.max_graphs_per_project {
+        Some(Error::ProjectFull {
+            key: cmd.key.clone(),
+            limit: cfg.max_graphs_per_project,
         })
     } else if graphs >= cfg.max_graphs {
         Some(Error::TooManyGraphs {
@@ -1236,7 +1252,7 @@ mod tests {
             },
         );
         // Without a request id: refused, nothing kept.
-        let (out, made) = apply_absent(&cfg, &start, &mut window, 0, &mut fx);
+        let (out, made) = apply_absent(&cfg, &start, &mut window, (0, 0), &mut fx);
         assert_eq!(out.unwrap_err().code(), "GRAPH_NOT_FOUND");
         assert!(made.is_none() && !fx.changed && window.is_empty());
         // With one: the refusal is kept.
@@ -1244,17 +1260,22 @@ mod tests {
             &cfg,
             &start.clone().with_request(r.clone()),
             &mut window,
-            0,
+            (0, 0),
             &mut fx,
         );
         assert!(out.is_err() && fx.changed && window.len() == 1);
         // Full: a create is refused.
-        let (out, made) = apply_absent(&cfg, &cmd(2, Op::Create), &mut window, 2, &mut fx);
+        let (out, made) = apply_absent(&cfg, &cmd(2, Op::Create), &mut window, (2, 0), &mut fx);
         assert_eq!(out.unwrap_err().code(), "TOO_MANY_GRAPHS");
+        assert!(made.is_none());
+        // The project is full, the engine is not: the refusal names the project's limit.
+        let quota = cfg.clone().max_graphs_per_project(1);
+        let (out, made) = apply_absent(&quota, &cmd(2, Op::Create), &mut window, (1, 1), &mut fx);
+        assert!(matches!(out, Err(Error::ProjectFull { limit: 1, .. })));
         assert!(made.is_none());
         // A create takes the key's window with it.
         fx.reset(true);
-        let (out, made) = apply_absent(&cfg, &cmd(3, Op::Create), &mut window, 1, &mut fx);
+        let (out, made) = apply_absent(&cfg, &cmd(3, Op::Create), &mut window, (1, 0), &mut fx);
         assert_eq!(out, Ok(Outcome::Created));
         let g = made.unwrap();
         assert!(window.is_empty());

@@ -716,6 +716,11 @@ impl Writer {
                 self.key(key);
                 self.len(*limit);
             }
+            Error::ProjectFull { key, limit } => {
+                self.u8(18);
+                self.key(key);
+                self.len(*limit);
+            }
             Error::NoJobReceiver { key, op } => {
                 self.u8(13);
                 self.key(key);
@@ -1162,6 +1167,10 @@ impl Reader<'_> {
             16 => Error::CommitLog {
                 key: self.key()?,
                 source: LogError::msg(self.string()?),
+            },
+            18 => Error::ProjectFull {
+                key: self.key()?,
+                limit: self.usize()?,
             },
             17 => Error::RequestReused {
                 key: self.key()?,

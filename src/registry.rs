@@ -221,6 +221,11 @@ impl IndexGuard<'_> {
         self.index.count
     }
 
+    /// How many graphs `project` holds.
+    pub(crate) fn project_count(&self, project: &ProjectId) -> usize {
+        self.index.by_project.get(project).map_or(0, BTreeSet::len)
+    }
+
     /// Links a new graph under `key` (free: the caller checked).
     pub(crate) fn insert(&mut self, key: &GraphKey, cell: Arc<GraphCell>) {
         self.shard.insert(key.clone(), cell);

@@ -46,6 +46,16 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+
+    /// At most the first `n` bytes: itself if it is no longer, else a copy
+    /// of its prefix.
+    pub fn prefix(&self, n: usize) -> Payload {
+        if self.len() <= n {
+            self.clone()
+        } else {
+            Payload::new(&self.as_bytes()[..n])
+        }
+    }
 }
 
 impl fmt::Debug for Payload {

@@ -787,6 +787,7 @@ const CONTRACT_CODES: &[(&str, &[u16])] = &[
     ("SHUT_DOWN", &[503]),
     ("DUPLICATE_JOB_ID", &[500]),
     ("REQUEST_ID_REUSED", &[409]),
+    ("PROJECT_QUOTA", &[429]),
     ("COMMIT_LOG_FAILED", &[503]),
 ];
 
@@ -909,6 +910,16 @@ fn every_error_variant_has_the_contract_code_http_status_and_a_message_naming_wh
     let err = engine.request(Some(id)).stop(&k).unwrap_err();
     assert!(engine.image().encode() == before);
     names(&err, Some(&k), None, &["once", "start", "stop"]);
+    seen.push(err);
+
+    let (quota, _jobs) = Engine::builder()
+        .config(Config::default().max_graphs_per_project(1))
+        .build();
+    quota.create_graph(&k).unwrap();
+    let second = key("proj", "second");
+    let err = quota.create_graph(&second).unwrap_err();
+    names(&err, Some(&second), None, &["proj", "1", "quota"]);
+    assert!(quota.create_graph(&key("elsewhere", "g")).is_ok());
     seen.push(err);
 
     let (failing, _jobs) = Engine::builder().log(Failed).build();

@@ -281,6 +281,9 @@ struct Limits {
     /// Lifecycle job timeouts in ms, in `LIFECYCLE_KINDS` order.
     timeouts: Vec<Option<u64>>,
     shards: usize,
+    /// Graphs per project, and bytes of payload an ended task keeps.
+    project_quota: usize,
+    retained_payload: usize,
     /// Answers kept per key, their age, and keys with no graph kept.
     window: usize,
     window_ms: Option<u64>,
@@ -304,7 +307,9 @@ impl Limits {
             .shards(self.shards)
             .request_window(self.window)
             .request_window_age(self.window_ms.map(Duration::from_millis))
-            .max_absent_windows(self.absent_windows);
+            .max_absent_windows(self.absent_windows)
+            .max_graphs_per_project(self.project_quota)
+            .retained_payload_bytes(self.retained_payload);
         for (kind, t) in LIFECYCLE_KINDS.iter().zip(&self.timeouts) {
             cfg = cfg.timeout(*kind, t.map(Duration::from_millis));
         }
@@ -537,7 +542,13 @@ impl MGraph {
         }
     }
 
-    fn retire(&mut self, lim: &Limits, task: MTask, fx: &mut Effects) {
+    fn retire(&mut self, lim: &Limits, mut task: MTask, fx: &mut Effects) {
+        // An ended task keeps the first bytes of its payload, at most.
+        let payload = task.info.payload.as_bytes();
+        if payload.len() > lim.retained_payload {
+            task.info.payload = Payload::from(payload[..lim.retained_payload].to_vec());
+            fx.labels.push("payload-summarized");
+        }
         let order = |t: &MTask| (t.info.ended_at, t.seq);
         let at = self.done.partition_point(|t| order(t) < order(&task));
         if at < self.done.len() {
@@ -1051,6 +1062,13 @@ impl Model {
             if graphs.contains_key(key) {
                 return Err(Error::GraphExists { key: key.clone() });
             }
+            let in_project = graphs.keys().filter(|k| k.project == key.project).count();
+            if in_project >= lim.project_quota {
+                return Err(Error::ProjectFull {
+                    key: key.clone(),
+                    limit: lim.project_quota,
+                });
+            }
             if graphs.len() >= lim.max_graphs {
                 return Err(Error::TooManyGraphs {
                     key: key.clone(),
@@ -1428,6 +1446,10 @@ fn limits() -> impl Strategy<Value = Limits> {
             prop::option::weighted(0.5, 500u64..20_000),
             prop_oneof![1 => 0usize..=2, 2 => Just(4096usize)],
         ),
+        (
+            prop_oneof![3 => Just(usize::MAX), 1 => 1usize..=2],
+            prop_oneof![2 => Just(usize::MAX), 1 => 0usize..=4],
+        ),
     )
         .prop_map(
             |(
@@ -1439,6 +1461,7 @@ fn limits() -> impl Strategy<Value = Limits> {
                 timeouts,
                 shards,
                 (window, window_ms, absent_windows),
+                (project_quota, retained_payload),
             )| Limits {
                 seed,
                 max_graphs,
@@ -1450,6 +1473,8 @@ fn limits() -> impl Strategy<Value = Limits> {
                 window,
                 window_ms,
                 absent_windows,
+                project_quota,
+                retained_payload,
             },
         )
 }
@@ -2360,6 +2385,8 @@ fn generated_cases_cover_the_contract() {
                 "recovered-to-abnormal",
                 "err:create:GRAPH_EXISTS",
                 "err:create:TOO_MANY_GRAPHS",
+                "err:create:PROJECT_QUOTA",
+                "payload-summarized",
                 "err:remove:TRANSITION_REFUSED",
                 "err:remove:GRAPH_NOT_FOUND",
                 "err:start:TRANSITION_REFUSED",
@@ -2455,6 +2482,8 @@ fn scenario_limits() -> Limits {
         window: 64,
         window_ms: None,
         absent_windows: 4096,
+        project_quota: usize::MAX,
+        retained_payload: usize::MAX,
     }
 }
 

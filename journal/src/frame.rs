@@ -602,6 +602,7 @@ mod tests {
                 key: k(),
                 limit: 10,
             },
+            Error::ProjectFull { key: k(), limit: 3 },
             Error::NoJobReceiver {
                 key: k(),
                 op: Operation::Stop,

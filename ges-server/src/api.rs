@@ -19,6 +19,7 @@
 //! | `GET /v2/{p}/graphs/{g}/jobs/{j}/status` | [`Engine::task`] |
 //! | `GET /v2/{p}/graphs/jobs` | [`Engine::project_tasks`], or [`Engine::tasks`] with `graph_name` |
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use graph_lifecycle::{
-    Engine, GraphId, GraphKey, JobId, Payload, ProjectId, RequestId, StatusSet, TaskQuery,
+    Clock, Engine, GraphId, GraphKey, IdSource, JobId, Payload, ProjectId, RequestId, StatusSet,
+    TaskQuery,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -73,6 +75,69 @@ pub struct ApiState {
     pub auth: Authenticator,
     /// Body limits.
     pub limits: Limits,
+    /// Most live jobs a project may run at once, if bounded.
+    pub max_live_jobs_per_project: Option<usize>,
+    /// Where requests and refusals are counted, if anywhere.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl ApiState {
+    /// A state with no job quota and no metrics.
+    pub fn new(engine: Engine, auth: Authenticator, limits: Limits) -> Self {
+        Self {
+            engine,
+            auth,
+            limits,
+            max_live_jobs_per_project: None,
+            metrics: None,
+        }
+    }
+
+    /// A request refused 401: logged with the client's address (never its
+    /// credential), and counted.
+    pub(crate) fn auth_failed(&self, parts: &Parts, e: &crate::auth::AuthError) {
+        let client = parts
+            .extensions
+            .get::<crate::conn::ClientAddr>()
+            .map(|a| a.0.to_string());
+        let reason = e.reason();
+        tracing::warn!(
+            target: "ges_server::auth",
+            client = client.as_deref().unwrap_or("-"),
+            method = %parts.method,
+            path = parts.uri.path(),
+            reason,
+            "authentication failed"
+        );
+        if let Some(m) = &self.metrics {
+            m.auth_failure(reason);
+        }
+    }
+
+    /// Refuses a job-starting call of a project that runs as many live
+    /// jobs as its quota allows.
+    fn job_quota(&self, project: &ProjectId) -> Result<(), ApiError> {
+        let Some(quota) = self.max_live_jobs_per_project else {
+            return Ok(());
+        };
+        let live: usize = self
+            .engine
+            .graphs(project, 0, usize::MAX)
+            .items
+            .iter()
+            .map(|g| g.live_tasks)
+            .sum();
+        if live >= quota {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                crate::error::codes::PROJECT_QUOTA,
+                format!(
+                    "project {project} runs {live} jobs, its quota is {quota}: wait for one to end"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The whole API: routes, the gate in front of them, the GES error body
@@ -99,7 +164,75 @@ pub fn router(state: ApiState) -> Router {
             crate::gate::gate,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Every request's access-log line and metrics, and its request id in
+/// `X-Request-Id`. The line holds the method, the path (not the query),
+/// the project, the status, the latency, the request id and the client's
+/// address; never a header's value, so never a credential or a signature.
+async fn observe(
+    State(st): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let request_id = graph_lifecycle::UuidV7Ids
+        .next_id(graph_lifecycle::SystemClock.now())
+        .to_string();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client = req
+        .extensions()
+        .get::<crate::conn::ClientAddr>()
+        .map(|a| a.0.to_string());
+    let mut response = next.run(req).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let project = crate::gate::path_project(&path);
+    tracing::info!(
+        target: "ges_server::access",
+        method = %method,
+        path = %crate::gate::printable(&path),
+        project = project.as_deref().map(crate::gate::printable).as_deref().unwrap_or("-"),
+        status,
+        latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        request_id = %request_id,
+        client = client.as_deref().unwrap_or("-"),
+        "request"
+    );
+    if let Some(m) = &st.metrics {
+        m.request(
+            crate::metrics::route_of(&path),
+            method.as_str(),
+            status,
+            took,
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// The metrics listener's one route: `GET /metrics`.
+pub fn metrics_router(engine: Engine, metrics: Arc<crate::metrics::Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics.render(&engine);
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    )
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -274,8 +407,13 @@ impl ReqBody {
     }
 }
 
-/// The decoded query parameters; a repeated parameter is refused.
-pub struct Query(Vec<(String, String)>);
+/// Most query parameters a request may carry: GES's calls take at most
+/// eight.
+pub const MAX_QUERY_PARAMS: usize = 32;
+
+/// The decoded query parameters; a repeated parameter is refused, and so
+/// is a query of more than [`MAX_QUERY_PARAMS`] parameters.
+pub struct Query(HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = ApiError;
@@ -286,9 +424,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 }
 
 impl Query {
+    /// Linear in the query's length: each parameter is decoded once and
+    /// looked up once.
     fn parse(raw: &str) -> Result<Query, ApiError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for piece in raw.split('&').filter(|p| !p.is_empty()) {
+        let mut pairs: HashMap<String, String> = HashMap::new();
+        for (i, piece) in raw.split('&').filter(|p| !p.is_empty()).enumerate() {
+            if i == MAX_QUERY_PARAMS {
+                return Err(ApiError::invalid_parameter(format!(
+                    "the query has more than {MAX_QUERY_PARAMS} parameters"
+                )));
+            }
             let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(s)
@@ -299,22 +444,23 @@ impl Query {
                     })
             };
             let (k, v) = (decode(k)?, decode(v)?);
-            if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(ApiError::invalid_parameter(format!(
-                    "query parameter {} is repeated",
-                    wire_quote(&k)
-                )));
+            match pairs.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    return Err(ApiError::invalid_parameter(format!(
+                        "query parameter {} is repeated",
+                        wire_quote(e.key())
+                    )));
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
             }
-            pairs.push((k, v));
         }
         Ok(Query(pairs))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.get(name).map(String::as_str)
     }
 
     fn usize(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -425,6 +571,7 @@ async fn start_graph(
     } else {
         Payload::EMPTY
     };
+    st.job_quota(&key.project)?;
     job_started(st.engine.request(retry).start_with(&key, payload)?)
 }
 
@@ -441,6 +588,7 @@ async fn stop_graph(
     body: ReqBody,
 ) -> ApiResult {
     no_body_expected(&body)?;
+    st.job_quota(&key.project)?;
     job_started(st.engine.request(req).stop(&key)?)
 }
 
@@ -461,6 +609,7 @@ async fn import_graph(
     body: ReqBody,
 ) -> ApiResult {
     body.json::<wire::ImportGraphRequest>()?;
+    st.job_quota(&key.project)?;
     job_started(st.engine.request(req).import(&key, body.0.to_vec())?)
 }
 
@@ -471,6 +620,7 @@ async fn export_graph(
     body: ReqBody,
 ) -> ApiResult {
     body.json::<wire::ExportGraphRequest>()?;
+    st.job_quota(&key.project)?;
     job_started(st.engine.request(req).export(&key, body.0.to_vec())?)
 }
 
@@ -483,6 +633,7 @@ async fn clear_graph(
 ) -> ApiResult {
     no_body_expected(&body)?;
     let clear_metadata = q.bool("clear_metadata")?;
+    st.job_quota(&key.project)?;
     job_started(st.engine.request(req).clear(&key, clear_metadata)?)
 }
 

@@ -19,10 +19,18 @@
 //!
 //! signs `"SDK-HMAC-SHA256\n" + X-Sdk-Date + "\n" + hex(sha256(canonical))`
 //! with the secret key, and compares the result with the request's
-//! signature in constant time. `x-sdk-date` must be among the signed
-//! headers, and the date must be within the configured skew of the
-//! server's clock. Tokens are compared in constant time too (as SHA-256
-//! digests, so their lengths do not leak either).
+//! signature in constant time. `host` and `x-sdk-date` must be among the
+//! signed headers (a signature that does not cover the host could be sent
+//! to any host the key is good for), and the date must be within the
+//! configured skew of the server's clock. Tokens are compared in constant
+//! time too (as SHA-256 digests, so their lengths do not leak either).
+//!
+//! One credential per request: a token beside a signature is refused,
+//! whichever of them is valid. A signed request's access key is looked up
+//! from its headers, before its body is read, so that a request with a
+//! key nobody configured costs no more than its head. An unknown key and a
+//! wrong signature get the same refusal, so that the answer does not tell
+//! which keys exist.
 //!
 //! Within the skew window a captured signed request can be replayed, as
 //! with the service this server stands in for; run it behind TLS.
@@ -66,18 +74,40 @@ pub enum AuthError {
     /// A token nobody configured.
     #[error("the token is not valid")]
     BadToken,
-    /// An access key nobody configured.
-    #[error("the access key is not valid")]
+    /// An access key nobody configured. Reads as [`BadSignature`] does.
+    ///
+    /// [`BadSignature`]: AuthError::BadSignature
+    #[error("the access key and signature are not valid for the request")]
     UnknownAccessKey,
     /// The signature does not match the request.
-    #[error("the request signature does not match the request")]
+    #[error("the access key and signature are not valid for the request")]
     BadSignature,
+    /// Both a token and a signature.
+    #[error(
+        "the request carries more than one credential: send X-Auth-Token or a signature, not both"
+    )]
+    TwoCredentials,
     /// `X-Sdk-Date` is too far from the server's clock.
     #[error("X-Sdk-Date is more than {max_skew_secs} s away from the server's clock")]
     Stale {
         /// The allowed skew.
         max_skew_secs: u64,
     },
+}
+
+impl AuthError {
+    /// A short, stable name of the reason, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::BadToken => "bad_token",
+            AuthError::UnknownAccessKey => "unknown_access_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::TwoCredentials => "two_credentials",
+            AuthError::Stale { .. } => "stale_date",
+        }
+    }
 }
 
 /// Who is calling: which kind of credential, and the projects it covers.
@@ -196,12 +226,23 @@ impl Authenticator {
     /// [`AuthError::Missing`], [`AuthError::Malformed`],
     /// [`AuthError::BadToken`].
     pub fn present(&self, headers: &HeaderMap) -> Result<Presented, AuthError> {
-        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+        let mut authorizations = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        if let Some(auth) = authorizations.next() {
+            if authorizations.next().is_some() {
+                return Err(AuthError::Malformed("more than one Authorization header"));
+            }
             let auth = auth
                 .to_str()
                 .map_err(|_| AuthError::Malformed("Authorization is not ASCII"))?;
             if let Some(rest) = auth.strip_prefix(ALGORITHM) {
-                return parse_authorization(rest).map(Presented::Signed);
+                if headers.contains_key("x-auth-token") {
+                    return Err(AuthError::TwoCredentials);
+                }
+                let signed = parse_authorization(rest)?;
+                if !self.keys.contains_key(&signed.access_key) {
+                    return Err(AuthError::UnknownAccessKey);
+                }
+                return Ok(Presented::Signed(signed));
             }
         }
         let mut tokens = headers.get_all("x-auth-token").iter();
@@ -342,8 +383,14 @@ fn parse_authorization(rest: &str) -> Result<SignedRequest, AuthError> {
             "SignedHeaders must be lower-case header names joined by ';'",
         ));
     }
-    if !signed_headers.iter().any(|h| h == "x-sdk-date") {
-        return Err(AuthError::Malformed("x-sdk-date must be a signed header"));
+    for must in ["host", "x-sdk-date"] {
+        if !signed_headers.iter().any(|h| h == must) {
+            return Err(AuthError::Malformed(if must == "host" {
+                "host must be a signed header"
+            } else {
+                "x-sdk-date must be a signed header"
+            }));
+        }
     }
     if signature.len() != 64 {
         return Err(AuthError::Malformed("the signature is not 64 hex digits"));

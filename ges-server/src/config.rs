@@ -58,6 +58,101 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The simulated engine host.
     pub simulation: SimulationConfig,
+    /// Where the engine keeps its journal.
+    pub storage: StorageConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[storage]`: the journal of every command, so that graphs and jobs
+/// survive a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The journal's directory (default `ges-server-data`, relative to the
+    /// working directory); created if missing.
+    pub dir: std::path::PathBuf,
+    /// Keep nothing on disk: every graph and job is lost when the process
+    /// ends (default no). For tests and demos.
+    pub in_memory: bool,
+    /// When a command counts as done: `"sync"` (each command synced before
+    /// its answer, the default), `"group"` (commands arriving together
+    /// share a sync, as safe), or `"none"` (written, never synced by the
+    /// server: a power cut can lose answered commands).
+    pub durability: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::path::PathBuf::from("ges-server-data"),
+            in_memory: false,
+            durability: "sync".to_owned(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The journal's policy.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for an unknown name.
+    pub fn durability(&self) -> Result<graph_lifecycle_journal::Durability, ConfigError> {
+        use graph_lifecycle_journal::Durability;
+        match self.durability.as_str() {
+            "sync" => Ok(Durability::SyncEveryCommit),
+            "group" => Ok(Durability::GroupCommit {
+                max_delay: Duration::from_millis(1),
+            }),
+            "none" => Ok(Durability::NoSync),
+            other => Err(ConfigError::Invalid(format!(
+                "storage.durability = {other:?} is not one of \"sync\", \"group\", \"none\""
+            ))),
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics in the text exposition format.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on this address, a listener of its own with no
+    /// credential (default: no metrics listener). Keep it on loopback or
+    /// an operator's network.
+    pub listen: Option<String>,
+}
+
+/// `[log]`: what the server logs, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`, one object a line.
+    pub format: String,
+    /// The least severe level logged: `error`, `warn`, `info` (default),
+    /// `debug`, `trace`; `RUST_LOG`, if set, wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[server.tls]`: serve HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// `[server]`: the HTTP side.
@@ -78,6 +173,19 @@ pub struct ServerConfig {
     /// On shutdown, how long live requests and the simulated host's
     /// jobs may take to finish, in milliseconds (default 10,000).
     pub shutdown_grace_ms: u64,
+    /// How long a request's head (request line and headers), a TLS
+    /// handshake, or an idle keep-alive connection's next request may
+    /// take, in milliseconds (default 10,000); past it the connection is
+    /// closed.
+    pub header_timeout_ms: u64,
+    /// Largest request head, in bytes (default 32 KiB, at least 8 KiB):
+    /// larger heads get 431 (or 414 for the request line).
+    pub max_head_bytes: usize,
+    /// Most connections served at once (default 1,024); one more is
+    /// answered 503 and closed.
+    pub max_connections: usize,
+    /// Serve HTTPS with this certificate and key (default: plain HTTP).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +196,10 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             body_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_head_bytes: 32 << 10,
+            max_connections: 1_024,
+            tls: None,
         }
     }
 }
@@ -171,6 +283,19 @@ pub struct EngineConfig {
     pub retention_secs: u64,
     /// Largest job payload (an import's body), in bytes (default 1 MiB).
     pub max_payload_bytes: usize,
+    /// How much of its request an ended job keeps, in bytes (default
+    /// 256): no endpoint shows it, so a job that ended keeps only the
+    /// first bytes, for an operator reading the journal.
+    pub retained_payload_bytes: usize,
+    /// Most graphs one project holds (default: `max_graphs`). A project at
+    /// its quota is refused 429, told its own quota only.
+    pub max_graphs_per_project: Option<usize>,
+    /// Most live jobs one project runs at once (default: no bound but
+    /// the per-graph one). Checked before a start, stop, import, export or
+    /// clear is applied (a forced restart is always allowed); requests
+    /// racing each other may each pass the check, so the bound can be
+    /// passed by the number of such requests in flight.
+    pub max_live_jobs_per_project: Option<usize>,
     /// Job timeouts by kind, in seconds (default: none).
     pub timeouts_secs: PerKind<Option<u64>>,
 }
@@ -183,6 +308,9 @@ impl Default for EngineConfig {
             max_retained_per_graph: 1_000,
             retention_secs: 24 * 3600,
             max_payload_bytes: 1 << 20,
+            retained_payload_bytes: 256,
+            max_graphs_per_project: None,
+            max_live_jobs_per_project: None,
             timeouts_secs: PerKind::default(),
         }
     }
@@ -369,6 +497,29 @@ impl Config {
         if s.shutdown_grace_ms > MAX_MS {
             return bad(format!("server.shutdown_grace_ms is over {MAX_MS}"));
         }
+        if !(1..=MAX_MS).contains(&s.header_timeout_ms) {
+            return bad(format!("server.header_timeout_ms is not in 1..={MAX_MS}"));
+        }
+        if !((8 << 10)..=(1 << 20)).contains(&s.max_head_bytes) {
+            return bad("server.max_head_bytes is not in 8192..=1048576".into());
+        }
+        if s.max_connections == 0 {
+            return bad("server.max_connections must be at least 1".into());
+        }
+        self.storage.durability()?;
+        if let Some(listen) = &self.metrics.listen
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            return bad(format!(
+                "metrics.listen = {listen:?} is not an ip:port address"
+            ));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return bad(format!(
+                "log.format = {:?} is not \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             if t.token.is_empty() || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return bad(format!(
@@ -399,6 +550,12 @@ impl Config {
         if e.max_graphs == 0 || e.max_live_tasks_per_graph == 0 {
             return bad(
                 "engine.max_graphs and engine.max_live_tasks_per_graph must be at least 1".into(),
+            );
+        }
+        if e.max_graphs_per_project == Some(0) || e.max_live_jobs_per_project == Some(0) {
+            return bad(
+                "engine.max_graphs_per_project and engine.max_live_jobs_per_project must be at least 1"
+                    .into(),
             );
         }
         let sim = &self.simulation;
@@ -449,6 +606,10 @@ impl Config {
             .max_retained_per_graph(e.max_retained_per_graph)
             .retention_age((e.retention_secs > 0).then(|| Duration::from_secs(e.retention_secs)));
         cfg.max_payload_bytes = e.max_payload_bytes;
+        cfg.retained_payload_bytes = e.retained_payload_bytes;
+        if let Some(n) = e.max_graphs_per_project {
+            cfg.max_graphs_per_project = n;
+        }
         for kind in KINDS {
             cfg = cfg.timeout(kind, e.timeouts_secs.get(kind).map(Duration::from_secs));
         }

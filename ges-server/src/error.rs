@@ -68,6 +68,12 @@ pub mod codes {
     pub const REQUEST_REUSED: &str = "GES.9011";
     /// The engine's commit log cannot take a command (503).
     pub const COMMIT_LOG_FAILED: &str = "GES.9012";
+    /// The project holds as many graphs, or live jobs, as its quota
+    /// allows (429).
+    pub const PROJECT_QUOTA: &str = "GES.9013";
+    /// The request line or header block is too long or malformed, refused
+    /// by the HTTP layer before any route (400, 414, 431).
+    pub const BAD_HTTP: &str = "GES.9014";
 }
 
 /// The GES code of a core error (the table is in `docs/REST.md`).
@@ -97,6 +103,7 @@ pub fn ges_code(e: &Error) -> &'static str {
         Error::ShutDown { .. } => SHUTTING_DOWN,
         Error::RequestReused { .. } => REQUEST_REUSED,
         Error::CommitLog { .. } => COMMIT_LOG_FAILED,
+        Error::ProjectFull { .. } => PROJECT_QUOTA,
         // Duplicate job ids, and any error a later core adds.
         _ => INTERNAL,
     }

@@ -2,8 +2,12 @@
 //! the body (bounded in size and time), the signature, and the project
 //! scope.
 //!
+//! 0. The request has exactly one `Host` and at most one `X-Project-Id`
+//!    (400 otherwise).
 //! 1. The credential is read from the headers; a token is checked at
-//!    once (401 if missing, malformed or wrong).
+//!    once, and a signature's access key is looked up (401 if missing,
+//!    malformed, unknown or wrong): nothing of the body is read for a
+//!    request without a credential that could be valid.
 //! 2. The body is read: a `Content-Length` over the limit, or a body that
 //!    grows past it, is 413; a body slower than the timeout is 408.
 //! 3. A signature is checked over the method, URI, signed headers and
@@ -26,7 +30,7 @@ use http_body_util::BodyExt;
 use tokio::time::{Instant, timeout_at};
 
 use crate::api::ApiState;
-use crate::auth::{Presented, Principal};
+use crate::auth::{AuthError, Presented, Principal};
 use crate::error::ApiError;
 
 /// The request body, read and bounded by the gate.
@@ -48,17 +52,31 @@ pub(crate) async fn gate(State(st): State<Arc<ApiState>>, req: Request, next: Ne
 
 async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
-    let presented = st
-        .auth
-        .present(&parts.headers)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    for (name, required) in [(header::HOST.as_str(), true), ("x-project-id", false)] {
+        let n = parts.headers.get_all(name).iter().count();
+        if n > 1 {
+            return Err(ApiError::invalid_parameter(format!(
+                "the {name} header is repeated"
+            )));
+        }
+        if required && n == 0 {
+            return Err(ApiError::invalid_parameter(format!(
+                "the request has no {name} header"
+            )));
+        }
+    }
+    let refused = |e: AuthError| {
+        st.auth_failed(&parts, &e);
+        ApiError::unauthorized(e.to_string())
+    };
+    let presented = st.auth.present(&parts.headers).map_err(refused)?;
     let bytes = read_body(st, &parts.headers, body).await?;
     let principal: Principal = match presented {
         Presented::Token(p) => p,
         Presented::Signed(s) => st
             .auth
             .verify_signed(&s, &parts.method, &parts.uri, &parts.headers, &bytes)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?,
+            .map_err(refused)?,
     };
     if let Some(project) = path_project(parts.uri.path()) {
         if !principal.covers(&project) {
@@ -157,6 +175,15 @@ pub(crate) fn path_project(path: &str) -> Option<String> {
             .decode_utf8_lossy()
             .into_owned(),
     )
+}
+
+/// `s` escaped and cut to 128 characters, for a log line.
+pub(crate) fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(128).flat_map(char::escape_default).collect();
+    if s.chars().nth(128).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn shorten(s: &str) -> String {

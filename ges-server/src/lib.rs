@@ -17,8 +17,12 @@
 //!   job statuses and types, times).
 //! - [`error`]: the GES error body and the code of each core error.
 //! - [`auth`]: `X-Auth-Token` tokens and `SDK-HMAC-SHA256` signatures.
+//! - [`conn`]: the connection layer below the routes: TLS, timeouts and
+//!   limits per connection, the HTTP layer's own refusals in GES's format,
+//!   the drain at shutdown.
 //! - [`gate`]: what every request passes before its handler: credential,
 //!   bounded body, signature, project scope.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`config`]: the TOML configuration file.
 //! - [`sim`]: the simulated engine host and the deadline pump.
 //! - [`server`]: binding, serving and graceful shutdown.
@@ -55,10 +59,13 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod gate;
+pub mod metrics;
 pub mod server;
 pub mod sim;
+mod tls;
 pub mod wire;
 
 pub use api::{ApiState, Limits, router};

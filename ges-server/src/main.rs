@@ -44,6 +44,16 @@ struct Args {
     /// `my-token=demo,staging`. Repeatable.
     #[arg(long, value_name = "TOKEN=PROJECTS")]
     token: Vec<String>,
+
+    /// Keep the journal (graphs, jobs, epochs) in this directory instead of
+    /// the configured one (default `ges-server-data`).
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// Keep nothing on disk: every graph and job is lost when the process
+    /// ends. For tests and demos.
+    #[arg(long)]
+    in_memory: bool,
 }
 
 fn kind_value<T: std::str::FromStr>(flag: &str, arg: &str) -> Result<(LifecycleKind, T), String> {
@@ -67,6 +77,13 @@ fn configure(args: Args) -> Result<Config, String> {
     };
     if let Some(listen) = args.listen {
         cfg.server.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        cfg.storage.dir = dir;
+        cfg.storage.in_memory = false;
+    }
+    if args.in_memory {
+        cfg.storage.in_memory = true;
     }
     if let Some(n) = args.workers {
         cfg.simulation.workers = n;
@@ -99,6 +116,22 @@ fn configure(args: Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Logs to standard error: text or JSON lines, at the configured level
+/// unless `RUST_LOG` says otherwise.
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let cfg = match configure(Args::parse()) {
         Ok(cfg) => cfg,
@@ -107,9 +140,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(&cfg);
     if cfg.auth.tokens.is_empty() && cfg.auth.access_keys.is_empty() {
-        eprintln!("ges-server: warning: no credentials are configured; every request will get 401");
+        tracing::warn!("no credentials are configured; every request will get 401");
     }
+    let scheme = if cfg.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let storage = if cfg.storage.in_memory {
+        "in memory".to_owned()
+    } else {
+        format!("journal in {}", cfg.storage.dir.display())
+    };
     let sim = if cfg.simulation.enabled {
         format!("simulated host with {} workers", cfg.simulation.workers)
     } else {
@@ -122,16 +166,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "ges-server: listening on http://{} ({sim}); Ctrl-C stops it",
-        server.local_addr()
+    tracing::info!(
+        "listening on {scheme}://{} ({sim}, {storage}{}); Ctrl-C stops it",
+        server.local_addr(),
+        server
+            .metrics_addr()
+            .map(|a| format!(", metrics on http://{a}/metrics"))
+            .unwrap_or_default()
     );
     match server.run(shutdown_signal()) {
         Ok(report) => {
-            eprintln!(
-                "ges-server: stopped (connections drained: {}, jobs drained: {})",
-                report.connections_drained,
-                report.sim.is_none_or(|s| s.drained)
+            tracing::info!(
+                connections_drained = report.connections_drained,
+                jobs_drained = report.sim.is_none_or(|s| s.drained),
+                "stopped"
             );
             ExitCode::SUCCESS
         }

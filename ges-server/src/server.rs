@@ -6,12 +6,20 @@
 //! shutdown signal; [`BoundServer::spawn`] serves on a thread of its own
 //! and hands back a [`ServerHandle`].
 //!
+//! The engine is durable by default: its commands are journaled in
+//! `[storage] dir` (`--data-dir`), and opening the journal recovers what a
+//! crash left (jobs that were running fail as interrupted, their graphs go
+//! Abnormal). `[storage] in_memory` (`--in-memory`) keeps nothing.
+//!
 //! Shutdown is graceful, in this order:
 //!
-//! 1. the listener closes: no new connection is accepted;
+//! 1. the listener closes: no new connection is accepted, and those
+//!    already waiting in its backlog are answered 503 (see
+//!    [`conn`](crate::conn));
 //! 2. requests in flight finish and get their answers; idle keep-alive
-//!    connections close (all within `shutdown_grace_ms`, after which the
-//!    remaining connections are dropped);
+//!    connections and connections stalled in a request head close at
+//!    once (all within `shutdown_grace_ms`, after which the remaining
+//!    connections are dropped);
 //! 3. the engine is shut down for new jobs ([`Engine::shutdown`]);
 //! 4. the simulated workers finish the jobs already handed to them
 //!    (within the same grace; past it, what is left is reported failed)
@@ -25,12 +33,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
 use graph_lifecycle::{Clock, Engine, SystemClock};
 use tokio::sync::oneshot;
 
 use crate::api::{ApiState, Limits};
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
+use crate::conn::ConnLimits;
+use crate::metrics::Metrics;
 use crate::sim::{DeadlinePump, SimHost, SimStopReport};
 
 /// How often the deadline pump looks at the engine at the least.
@@ -42,6 +54,14 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The journal could not be opened (corrupt, unreadable, or written
+    /// with another configuration): `docs/JOURNAL.md` says what an
+    /// operator does.
+    #[error("the journal cannot be opened: {0}")]
+    Journal(#[from] graph_lifecycle_journal::JournalError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Binding the socket, building the runtime or starting a thread
     /// failed.
     #[error("{what}: {source}")]
@@ -118,18 +138,54 @@ impl Server {
         let cfg = self.config;
         cfg.validate()?;
         let addr = cfg.listen_addr()?;
-        let listener = std::net::TcpListener::bind(addr).map_err(io("binding the address"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io("configuring the socket"))?;
+        let listener = bind_std(addr)?;
         let local_addr = listener
             .local_addr()
             .map_err(io("reading the bound address"))?;
-        let (engine, owned) = match self.engine {
-            Some(engine) => (engine, None),
-            None => {
+        let metrics_listener = match &cfg.metrics.listen {
+            Some(m) => {
+                let addr = m
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("metrics.listen = {m:?}")))?;
+                Some(bind_std(addr)?)
+            }
+            None => None,
+        };
+        let tls = match &cfg.server.tls {
+            Some(t) => Some(crate::tls::acceptor(t)?),
+            None => None,
+        };
+        let (engine, owned, journal) = match self.engine {
+            Some(engine) => (engine, None, None),
+            None if cfg.storage.in_memory => {
+                tracing::warn!(
+                    "storage is in memory: every graph and job is lost when the process ends"
+                );
                 let (engine, jobs) = Engine::builder().config(cfg.engine_config()).build();
-                (engine, Some(jobs))
+                (engine, Some(jobs), None)
+            }
+            None => {
+                let dir = &cfg.storage.dir;
+                let storage = graph_lifecycle_journal::FileStorage::open(dir)?;
+                let options =
+                    graph_lifecycle_journal::JournalOptions::new(cfg.storage.durability()?);
+                let d = graph_lifecycle_journal::open(
+                    Engine::builder().config(cfg.engine_config()),
+                    storage,
+                    options,
+                )?;
+                let r = &d.report;
+                tracing::info!(
+                    dir = %dir.display(),
+                    replayed = r.replayed,
+                    snapshot = ?r.snapshot,
+                    graphs = d.engine.graph_count(),
+                    interrupted = r.interrupted,
+                    abnormal = r.abnormal.len(),
+                    torn_tail = r.torn_tail.is_some(),
+                    "journal opened"
+                );
+                (d.engine, Some(d.jobs), Some(d.journal))
             }
         };
         let sim = match owned {
@@ -146,38 +202,86 @@ impl Server {
         } else {
             None
         };
-        let state = ApiState {
-            engine: engine.clone(),
-            auth: Authenticator::with_shared_clock(&cfg.auth, self.auth_clock),
-            limits: Limits {
+        let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
+        let metrics_stop = Arc::new(AtomicBool::new(false));
+        let metrics_thread = match &metrics {
+            Some(m) => Some(
+                m.watch(&engine, metrics_stop.clone())
+                    .map_err(io("starting the metrics thread"))?,
+            ),
+            None => None,
+        };
+        let mut state = ApiState::new(
+            engine.clone(),
+            Authenticator::with_shared_clock(&cfg.auth, self.auth_clock),
+            Limits {
                 max_body_bytes: cfg.server.max_body_bytes,
                 body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
             },
-        };
+        );
+        state.max_live_jobs_per_project = cfg.engine.max_live_jobs_per_project;
+        state.metrics = metrics.clone();
         Ok(BoundServer {
             listener,
+            metrics_listener,
             local_addr,
             engine,
             state,
+            tls,
+            limits: ConnLimits {
+                header_timeout: Duration::from_millis(cfg.server.header_timeout_ms),
+                max_head_bytes: cfg.server.max_head_bytes,
+                max_connections: cfg.server.max_connections,
+            },
             sim,
             pump,
+            journal,
+            metrics,
+            metrics_stop,
+            metrics_thread,
             threads: cfg.server.threads,
             grace: Duration::from_millis(cfg.server.shutdown_grace_ms),
         })
     }
 }
 
+/// A listening, non-blocking socket on `addr`.
+fn bind_std(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(io("binding the address"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io("configuring the socket"))?;
+    Ok(listener)
+}
+
 /// A bound server, ready to serve.
-#[derive(Debug)]
 pub struct BoundServer {
     listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
     local_addr: SocketAddr,
     engine: Engine,
     state: ApiState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnLimits,
     sim: Option<SimHost>,
     pump: Option<DeadlinePump>,
+    journal: Option<graph_lifecycle_journal::Journal>,
+    metrics: Option<Arc<Metrics>>,
+    metrics_stop: Arc<AtomicBool>,
+    metrics_thread: Option<std::thread::JoinHandle<()>>,
     threads: usize,
     grace: Duration,
+}
+
+impl std::fmt::Debug for BoundServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundServer")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .field("limits", &self.limits)
+            .field("journal", &self.journal)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a shutdown did.
@@ -193,6 +297,13 @@ impl BoundServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics listener, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The engine behind the API.
@@ -218,15 +329,52 @@ impl BoundServer {
             .map_err(io("building the runtime"))?;
         let BoundServer {
             listener,
+            metrics_listener,
             engine,
             state,
+            tls,
+            limits,
             sim,
             pump,
+            journal,
+            metrics,
+            metrics_stop,
+            metrics_thread,
             grace,
             ..
         } = self;
         let owns_engine = sim.is_some();
-        let connections_drained = runtime.block_on(serve(listener, state, shutdown, grace))?;
+        let api_engine = engine.clone();
+        let connections_drained = runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(io("registering the socket"))?;
+            let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+            let metrics_task = match (metrics_listener, metrics) {
+                (Some(l), Some(m)) => {
+                    let l = tokio::net::TcpListener::from_std(l)
+                        .map_err(io("registering the metrics socket"))?;
+                    let app = crate::api::metrics_router(api_engine, m);
+                    Some(tokio::spawn(crate::conn::serve(
+                        l,
+                        app,
+                        None,
+                        limits,
+                        async move {
+                            let _ = metrics_stopped.await;
+                        },
+                        Duration::from_millis(100),
+                    )))
+                }
+                _ => None,
+            };
+            let app = crate::api::router(state);
+            let drained = crate::conn::serve(listener, app, tls, limits, shutdown, grace).await;
+            let _ = stop_metrics.send(());
+            if let Some(t) = metrics_task {
+                let _ = t.await;
+            }
+            Ok::<_, ServerError>(drained)
+        })?;
         // Connections still open past the grace are dropped with the
         // runtime.
         runtime.shutdown_timeout(Duration::from_millis(100));
@@ -236,6 +384,15 @@ impl BoundServer {
         let sim = sim.map(|s| s.stop(grace));
         if let Some(p) = pump {
             p.stop();
+        }
+        metrics_stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = metrics_thread {
+            let _ = t.join();
+        }
+        if let Some(j) = journal
+            && let Err(e) = j.sync()
+        {
+            tracing::error!(error = %e, "the journal could not be synced at shutdown");
         }
         Ok(ShutdownReport {
             connections_drained,
@@ -251,6 +408,7 @@ impl BoundServer {
     pub fn spawn(self) -> Result<ServerHandle, ServerError> {
         let (tx, rx) = oneshot::channel::<()>();
         let addr = self.local_addr;
+        let metrics_addr = self.metrics_addr();
         let engine = self.engine.clone();
         let thread = std::thread::Builder::new()
             .name("ges-server".to_owned())
@@ -262,6 +420,7 @@ impl BoundServer {
             .map_err(io("starting the server thread"))?;
         Ok(ServerHandle {
             addr,
+            metrics_addr,
             engine,
             stop: Some(tx),
             thread: Some(thread),
@@ -269,35 +428,12 @@ impl BoundServer {
     }
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> Result<bool, ServerError> {
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(io("registering the socket"))?;
-    let app = crate::api::router(state);
-    let (fired_tx, fired_rx) = oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = fired_tx.send(());
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        // The server ended on its own (it does not, short of the signal).
-        _ = server.as_mut() => return Ok(true),
-        _ = fired_rx => {}
-    }
-    Ok(tokio::time::timeout(grace, server).await.is_ok())
-}
-
 /// A server running on its own thread (from [`BoundServer::spawn`]).
 /// Dropping the handle stops the server too.
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     engine: Engine,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<ShutdownReport, ServerError>>>,
@@ -307,6 +443,11 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the metrics listener, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The engine behind the API.

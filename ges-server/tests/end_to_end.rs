@@ -9,15 +9,73 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Client, OTHER_TOKEN, TOKEN, start, wait_for};
+use common::{Client, OTHER_TOKEN, TOKEN, Transport, wait_for};
 use serde_json::json;
 
 const P: &str = "/v2/demo/graphs";
 
+/// A TLS listener answers a plain HTTP request with a plain `400` in GES's
+/// format and closes; a client that does not trust the certificate, or
+/// that sends a broken handshake, gets no service; and HTTPS goes on being
+/// served.
 #[test]
-fn a_forced_restart_in_the_middle_of_an_import_fails_it_and_the_graph_runs_again() {
-    let server = start("");
-    let c = Client::new(&server, TOKEN);
+fn plain_http_or_a_broken_handshake_to_the_tls_listener_is_refused_cleanly() {
+    let t = Transport::tls();
+    let server = t.start("");
+    let addr = server.local_addr();
+    let plain = common::raw(
+        addr,
+        format!("GET {P} HTTP/1.1\r\nHost: ges\r\nX-Auth-Token: {TOKEN}\r\n\r\n").as_bytes(),
+    );
+    assert!(plain.starts_with("HTTP/1.1 400 "), "{plain:?}");
+    let body = plain.split_once("\r\n\r\n").unwrap().1;
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error_code"], "GES.9014");
+
+    // A handshake record followed by garbage: closed, nothing served.
+    let broken = common::raw(addr, b"\x16\x03\x01\x00\x05garbage\r\n\r\n");
+    assert!(!broken.contains("HTTP/1.1 200"), "{broken:?}");
+
+    // A client that trusts only the usual roots refuses the certificate.
+    let untrusting = common::agent()
+        .get(format!("https://{addr}{P}"))
+        .header("X-Auth-Token", TOKEN)
+        .call();
+    assert!(untrusting.is_err(), "{untrusting:?}");
+
+    t.client(&server, TOKEN).get(P).ok();
+    server.shutdown().unwrap();
+}
+
+/// Each lifecycle test runs twice: over plain HTTP, and over HTTPS with a
+/// certificate made for the test.
+macro_rules! over_http_and_tls {
+    ($($name:ident),* $(,)?) => {
+        mod over_http {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Transport::Http);
+            })*
+        }
+        mod over_tls {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Transport::tls());
+            })*
+        }
+    };
+}
+
+over_http_and_tls!(
+    a_forced_restart_in_the_middle_of_an_import_fails_it_and_the_graph_runs_again,
+    export_clear_stop_and_delete_follow_the_lifecycle,
+    another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden,
+    every_mutating_call_retried_with_its_idempotency_key_gets_the_first_answer
+);
+
+fn a_forced_restart_in_the_middle_of_an_import_fails_it_and_the_graph_runs_again(t: &Transport) {
+    let server = t.start("");
+    let c = t.client(&server, TOKEN);
 
     // Create: the name is the id; the graph starts stopped (700).
     let created = c.post(P, json!({"graph": {"name": "movies"}})).ok();
@@ -122,10 +180,9 @@ fn a_forced_restart_in_the_middle_of_an_import_fails_it_and_the_graph_runs_again
     server.shutdown().unwrap();
 }
 
-#[test]
-fn export_clear_stop_and_delete_follow_the_lifecycle() {
-    let server = start("");
-    let c = Client::new(&server, TOKEN);
+fn export_clear_stop_and_delete_follow_the_lifecycle(t: &Transport) {
+    let server = t.start("");
+    let c = t.client(&server, TOKEN);
     c.running_graph("demo", "g1");
 
     let export = c
@@ -201,11 +258,10 @@ fn export_clear_stop_and_delete_follow_the_lifecycle() {
     server.shutdown().unwrap();
 }
 
-#[test]
-fn another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden() {
-    let server = start("");
-    let demo = Client::new(&server, TOKEN);
-    let other = Client::new(&server, OTHER_TOKEN);
+fn another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden(t: &Transport) {
+    let server = t.start("");
+    let demo = t.client(&server, TOKEN);
+    let other = t.client(&server, OTHER_TOKEN);
     demo.running_graph("demo", "secret");
     let job = demo.get(&format!("{P}/jobs")).ok()["job_list"][0]["job_id"]
         .as_str()
@@ -244,10 +300,10 @@ fn another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden() {
     // No credential, or a wrong one: 401.
     let anon = Client {
         token: None,
-        ..Client::new(&server, TOKEN)
+        ..t.client(&server, TOKEN)
     };
     anon.get("/v2/demo/graphs").assert_error(401, "GES.8007");
-    Client::new(&server, "nope")
+    t.client(&server, "nope")
         .get("/v2/demo/graphs")
         .assert_error(401, "GES.8007");
 
@@ -257,10 +313,9 @@ fn another_projects_graphs_and_jobs_are_not_found_and_its_path_is_forbidden() {
 /// Every call that changes something, sent twice with one
 /// `Idempotency-Key`: the retry gets the first answer, success or error,
 /// and changes nothing.
-#[test]
-fn every_mutating_call_retried_with_its_idempotency_key_gets_the_first_answer() {
-    let server = start("");
-    let c = Client::new(&server, TOKEN);
+fn every_mutating_call_retried_with_its_idempotency_key_gets_the_first_answer(t: &Transport) {
+    let server = t.start("");
+    let c = t.client(&server, TOKEN);
     let with = |key: &str| c.with_header("Idempotency-Key", key);
     let twice = |key: &str, send: &dyn Fn(&Client) -> common::Reply| {
         let k = with(key);

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Client, Reply, TOKEN};
+use common::{Client, Reply, TOKEN, raw};
 use serde_json::json;
 
 const P: &str = "/v2/demo/graphs";
@@ -28,37 +26,6 @@ fn server() -> ges_server::ServerHandle {
 
 /// Sends raw bytes on a fresh connection and reads what comes back
 /// until the server closes or 5 s pass.
-fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = conn.write_all(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-        if out.windows(4).any(|w| w == b"\r\n\r\n") && response_complete(&out) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn response_complete(out: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(out);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let len = head.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("content-length:")
-            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-    });
-    len.is_some_and(|n| body.len() >= n)
-}
-
 #[track_caller]
 fn still_up(c: &Client) {
     assert_eq!(c.get(P).status, 200, "the server is down");
@@ -218,9 +185,16 @@ fn traversal_long_ids_and_unknown_jobs_and_routes_get_their_errors() {
     // Very long ids.
     for n in [65, 10_000, 60_000] {
         let long = "a".repeat(n);
-        c.get(&format!("{P}/{long}")).assert_error(400, "GES.0001");
+        // Past the most a request head may hold (32 KiB by default), the
+        // HTTP layer refuses the request before any route sees it.
+        let (status, code) = if n < 32 << 10 {
+            (400, "GES.0001")
+        } else {
+            (431, "GES.9014")
+        };
+        c.get(&format!("{P}/{long}")).assert_error(status, code);
         c.get(&format!("{P}/g/jobs/{long}/status"))
-            .assert_error(400, "GES.0001");
+            .assert_error(status, code);
         let r = c.post(P, json!({"graph": {"name": long}}));
         if n < LIMIT - 100 {
             r.assert_error(400, "GES.0001");

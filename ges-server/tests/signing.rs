@@ -433,3 +433,101 @@ fn signed_requests_are_accepted_and_altered_ones_refused() {
 
     server.shutdown().unwrap();
 }
+
+/// A server that knows `AK` and runs on a clock 30 s after the requests'
+/// date.
+fn signing_server() -> (ges_server::ServerHandle, Signed) {
+    let extra = format!(
+        r#"
+        [[auth.access_keys]]
+        ak = "{AK}"
+        sk = "{SK}"
+        projects = ["demo"]
+        "#
+    );
+    let server = ges_server::Server::new(common::config(&extra))
+        .auth_clock(ManualClock::new(Timestamp::from_millis(DATE_MS + 30_000)))
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let c = Signed {
+        agent: common::agent(),
+        base: format!("http://{}", server.local_addr()),
+    };
+    (server, c)
+}
+
+/// A signature that does not cover `host` could be replayed against any
+/// host name the key is valid for: it is refused.
+#[test]
+fn a_signature_must_cover_the_host_header() {
+    let (_server, c) = signing_server();
+    let h: Vec<(&'static str, String)> = sdk_headers("demo", DATE)
+        .into_iter()
+        .filter(|(k, _)| *k != "host")
+        .collect();
+    let names = "content-type;user-agent;x-project-id;x-sdk-date";
+    let sig = signature_of(SK, "GET", "/v2/demo/graphs", &[], &h, b"");
+    let (status, body) = c.send(
+        "GET",
+        "/v2/demo/graphs",
+        &h,
+        &authorization(AK, names, &sig),
+        b"",
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("host")),
+        "{body}"
+    );
+}
+
+/// One credential per request: a token beside a signature is refused,
+/// whether the token is valid or not, rather than one of them ignored.
+#[test]
+fn a_token_beside_a_signature_is_refused_valid_or_not() {
+    let (_server, c) = signing_server();
+    let h = sdk_headers("demo", DATE);
+    let sig = signature_of(SK, "GET", "/v2/demo/graphs", &[], &h, b"");
+    let auth = authorization(AK, SIGNED, &sig);
+    let (status, _) = c.send("GET", "/v2/demo/graphs", &h, &auth, b"");
+    assert_eq!(status, 200, "the signature alone is valid");
+    for token in [common::TOKEN, "not-a-token"] {
+        let mut with_token = h.clone();
+        with_token.push(("x-auth-token", token.to_owned()));
+        let (status, body) = c.send("GET", "/v2/demo/graphs", &with_token, &auth, b"");
+        assert_eq!(status, 401, "{token}: {body}");
+        assert_eq!(body["error_code"], "GES.8007");
+    }
+}
+
+/// A client cannot tell from the 401 whether an access key exists: an
+/// unknown key and a known key with a wrong signature get the same
+/// message.
+#[test]
+fn an_unknown_access_key_and_a_wrong_signature_get_the_same_refusal() {
+    let (_server, c) = signing_server();
+    let h = sdk_headers("demo", DATE);
+    let sig = signature_of(SK, "GET", "/v2/demo/graphs", &[], &h, b"");
+    let mut wrong = sig.clone();
+    wrong.replace_range(0..1, if wrong.starts_with('0') { "1" } else { "0" });
+    let unknown = c.send(
+        "GET",
+        "/v2/demo/graphs",
+        &h,
+        &authorization("NOBODY", SIGNED, &sig),
+        b"",
+    );
+    let bad = c.send(
+        "GET",
+        "/v2/demo/graphs",
+        &h,
+        &authorization(AK, SIGNED, &wrong),
+        b"",
+    );
+    assert_eq!(unknown.0, 401);
+    assert_eq!(unknown, bad);
+}

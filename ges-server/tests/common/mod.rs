@@ -2,6 +2,8 @@
 //! fast simulated host, and a small JSON client over `ureq`.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ges_server::{Config, Server, ServerHandle};
@@ -20,6 +22,9 @@ pub fn config(extra: &str) -> Config {
         [server]
         listen = "127.0.0.1:0"
         shutdown_grace_ms = 5000
+
+        [storage]
+        in_memory = true
 
         [[auth.tokens]]
         token = "{TOKEN}"
@@ -108,6 +113,94 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// A certificate for `127.0.0.1` and `localhost`, made for one test, and
+/// its key, in PEM files in a directory of their own.
+pub struct TestCert {
+    pub dir: tempfile::TempDir,
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+}
+
+impl TestCert {
+    pub fn new() -> TestCert {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .expect("a self-signed certificate");
+        let dir = tempfile::tempdir().unwrap();
+        let cert_pem = made.cert.pem();
+        std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        TestCert {
+            cert_der: made.cert.der().to_vec(),
+            cert_pem,
+            dir,
+        }
+    }
+
+    /// The `[server.tls]` section serving this certificate.
+    pub fn section(&self) -> String {
+        let path = |name: &str| {
+            toml::Value::String(self.dir.path().join(name).display().to_string()).to_string()
+        };
+        format!(
+            "[server.tls]\ncert = {}\nkey = {}\n",
+            path("cert.pem"),
+            path("key.pem")
+        )
+    }
+
+    /// An agent that trusts this certificate and nothing else.
+    pub fn agent(&self) -> ureq::Agent {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                ureq::tls::Certificate::from_der(&self.cert_der).to_owned(),
+            ]))
+            .build();
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .tls_config(tls)
+            .build()
+            .into()
+    }
+}
+
+/// How the tests reach a server: plain HTTP, or HTTPS with a certificate
+/// made for the test.
+pub enum Transport {
+    Http,
+    Tls(TestCert),
+}
+
+impl Transport {
+    pub fn tls() -> Transport {
+        Transport::Tls(TestCert::new())
+    }
+
+    /// A server with [`config`] and `extra`, serving this transport.
+    pub fn start(&self, extra: &str) -> ServerHandle {
+        match self {
+            Transport::Http => start(extra),
+            Transport::Tls(cert) => start(&format!("{extra}\n{}", cert.section())),
+        }
+    }
+
+    /// A client of `server` over this transport.
+    pub fn client(&self, server: &ServerHandle, token: &str) -> Client {
+        match self {
+            Transport::Http => Client::new(server, token),
+            Transport::Tls(cert) => Client {
+                agent: cert.agent(),
+                base: format!("https://{}", server.local_addr()),
+                token: Some(token.to_owned()),
+                extra: Vec::new(),
+            },
+        }
+    }
+}
+
 impl Client {
     pub fn new(server: &ServerHandle, token: &str) -> Client {
         Client {
@@ -116,6 +209,14 @@ impl Client {
             token: Some(token.to_owned()),
             extra: Vec::new(),
         }
+    }
+
+    /// The same client (token, headers), sending to `other`'s server.
+    pub fn with_base(&self, other: &Client) -> Client {
+        let mut c = self.clone();
+        c.base.clone_from(&other.base);
+        c.agent = other.agent.clone();
+        c
     }
 
     /// The same client, sending `name: value` with every request.
@@ -220,4 +321,37 @@ pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < until, "timed out waiting");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Sends raw bytes on a new connection and reads one response (or until
+/// the server closes, or 5 s pass).
+pub fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = conn.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && response_complete(&out) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn response_complete(out: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(out);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let len = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    });
+    len.is_some_and(|n| body.len() >= n)
 }

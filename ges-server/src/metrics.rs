@@ -1,0 +1,319 @@
+//! Metrics in Prometheus's text exposition format, on a listener of their
+//! own (`[metrics] listen`).
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `ges_graphs` | gauge | `state` | graphs in each state, read at scrape time |
+//! | `ges_jobs_started_total` | counter | `kind` | jobs and host tasks created |
+//! | `ges_jobs_ended_total` | counter | `kind`, `outcome` | jobs ended: `succeeded`, `failed`, `cancelled`, `timed_out`, `force_restarted`, `superseded`, `interrupted` |
+//! | `ges_job_duration_seconds` | histogram | `kind`, `outcome` | from a job's creation to its end |
+//! | `ges_forced_restarts_total` | counter | | forced restarts applied |
+//! | `ges_tasks_failed_by_restart_total` | counter | | live tasks a forced restart failed |
+//! | `ges_http_requests_total` | counter | `route`, `method`, `status` | requests answered |
+//! | `ges_http_request_duration_seconds` | histogram | `route` | from the request's head to its answer |
+//! | `ges_auth_failures_total` | counter | `reason` | requests refused 401 |
+//! | `ges_events_missed_total` | counter | | engine events the metrics missed (a lag of their reader) |
+//!
+//! Job metrics come from the engine's events: every job, whoever started or
+//! ended it (a request, a worker, a deadline, a forced restart, recovery),
+//! is counted once. `route` is the route's template
+//! (`/v2/{project_id}/graphs/{graph_id}/start`), never the path itself,
+//! so a client cannot make the label set grow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use graph_lifecycle::{
+    Change, Engine, EventError, FailReason, GraphState, JobId, TaskKind, TaskStatus, Timestamp,
+};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    graphs: IntGaugeVec,
+    jobs_started: IntCounterVec,
+    jobs_ended: IntCounterVec,
+    job_duration: HistogramVec,
+    forced_restarts: IntCounter,
+    failed_by_restart: IntCounter,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    auth_failures: IntCounterVec,
+    events_missed: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("a valid metric")
+}
+
+impl Metrics {
+    /// Every metric, registered.
+    pub fn new() -> Arc<Self> {
+        let m = Metrics {
+            registry: Registry::new(),
+            graphs: IntGaugeVec::new(Opts::new("ges_graphs", "Graphs in each state."), &["state"])
+                .expect("a valid metric"),
+            jobs_started: counter(
+                "ges_jobs_started_total",
+                "Jobs and host tasks created, by kind.",
+                &["kind"],
+            ),
+            jobs_ended: counter(
+                "ges_jobs_ended_total",
+                "Jobs and host tasks ended, by kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            job_duration: histogram(
+                "ges_job_duration_seconds",
+                "From a job's creation to its end.",
+                &["kind", "outcome"],
+                prometheus::exponential_buckets(0.01, 4.0, 10).expect("valid buckets"),
+            ),
+            forced_restarts: IntCounter::new(
+                "ges_forced_restarts_total",
+                "Forced restarts applied.",
+            )
+            .expect("a valid metric"),
+            failed_by_restart: IntCounter::new(
+                "ges_tasks_failed_by_restart_total",
+                "Live tasks failed by a forced restart.",
+            )
+            .expect("a valid metric"),
+            http_requests: counter(
+                "ges_http_requests_total",
+                "Requests answered, by route template, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "ges_http_request_duration_seconds",
+                "From a request's head to its answer, by route template.",
+                &["route"],
+                prometheus::exponential_buckets(0.0001, 4.0, 10).expect("valid buckets"),
+            ),
+            auth_failures: counter(
+                "ges_auth_failures_total",
+                "Requests refused 401, by reason.",
+                &["reason"],
+            ),
+            events_missed: IntCounter::new(
+                "ges_events_missed_total",
+                "Engine events the metrics did not see, because their reader fell behind.",
+            )
+            .expect("a valid metric"),
+        };
+        let r = &m.registry;
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            r.register(c).expect("metric names are unique");
+        };
+        register(Box::new(m.graphs.clone()));
+        register(Box::new(m.jobs_started.clone()));
+        register(Box::new(m.jobs_ended.clone()));
+        register(Box::new(m.job_duration.clone()));
+        register(Box::new(m.forced_restarts.clone()));
+        register(Box::new(m.failed_by_restart.clone()));
+        register(Box::new(m.http_requests.clone()));
+        register(Box::new(m.http_duration.clone()));
+        register(Box::new(m.auth_failures.clone()));
+        register(Box::new(m.events_missed.clone()));
+        Arc::new(m)
+    }
+
+    /// A request answered.
+    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, status.to_string().as_str()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A request refused 401.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// The text exposition of every metric, graphs counted in `engine` now.
+    pub fn render(&self, engine: &Engine) -> String {
+        let mut counts: HashMap<GraphState, i64> = HashMap::new();
+        for key in engine.keys() {
+            if let Ok(state) = engine.state(&key) {
+                *counts.entry(state).or_default() += 1;
+            }
+        }
+        for state in GraphState::ALL {
+            self.graphs
+                .with_label_values(&[state.name()])
+                .set(counts.get(&state).copied().unwrap_or(0));
+        }
+        let mut out = Vec::new();
+        // Encoding into memory does not fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Counts the engine's job events on a thread of its own, until
+    /// `stop` is set or the engine is gone.
+    ///
+    /// # Errors
+    ///
+    /// The thread could not start.
+    pub fn watch(
+        self: &Arc<Self>,
+        engine: &Engine,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let metrics = self.clone();
+        let weak = engine.downgrade();
+        let mut events = engine.subscribe();
+        std::thread::Builder::new()
+            .name("ges-metrics".to_owned())
+            .spawn(move || {
+                let mut created: HashMap<JobId, Timestamp> = HashMap::new();
+                while !stop.load(Ordering::Acquire) {
+                    match events.recv_timeout(Duration::from_millis(100)) {
+                        Ok(ev) => {
+                            if let Change::Task {
+                                job,
+                                kind,
+                                status,
+                                reason,
+                                ..
+                            } = &ev.change
+                            {
+                                metrics.task(
+                                    &mut created,
+                                    *job,
+                                    kind,
+                                    *status,
+                                    reason.as_ref(),
+                                    ev.at,
+                                );
+                            }
+                        }
+                        Err(EventError::Empty) => {}
+                        Err(EventError::Lagged { .. }) => {
+                            metrics.events_missed.inc();
+                            let Some(engine) = weak.upgrade() else {
+                                return;
+                            };
+                            events = engine.subscribe();
+                            created.clear();
+                        }
+                        Err(EventError::Closed) => return,
+                    }
+                }
+            })
+    }
+
+    fn task(
+        &self,
+        created: &mut HashMap<JobId, Timestamp>,
+        job: JobId,
+        kind: &TaskKind,
+        status: TaskStatus,
+        reason: Option<&FailReason>,
+        at: Timestamp,
+    ) {
+        let kind_name = match kind {
+            TaskKind::Host(_) => "host",
+            other => other.lifecycle().map_or("host", |k| k.name()),
+        };
+        if status == TaskStatus::Pending && !created.contains_key(&job) {
+            created.insert(job, at);
+            self.jobs_started.with_label_values(&[kind_name]).inc();
+            if *kind == TaskKind::Restart {
+                self.forced_restarts.inc();
+            }
+            return;
+        }
+        if !status.is_terminal() {
+            return;
+        }
+        let outcome = match (status, reason) {
+            (TaskStatus::Succeeded, _) => "succeeded",
+            (TaskStatus::Cancelled, _) | (_, Some(FailReason::Cancelled)) => "cancelled",
+            (_, Some(FailReason::TimedOut)) => "timed_out",
+            (_, Some(FailReason::ForceRestarted(_))) => "force_restarted",
+            (_, Some(FailReason::Superseded(_))) => "superseded",
+            (_, Some(FailReason::Interrupted)) => "interrupted",
+            _ => "failed",
+        };
+        if outcome == "force_restarted" || outcome == "superseded" {
+            self.failed_by_restart.inc();
+        }
+        self.jobs_ended
+            .with_label_values(&[kind_name, outcome])
+            .inc();
+        if let Some(begun) = created.remove(&job) {
+            self.job_duration
+                .with_label_values(&[kind_name, outcome])
+                .observe(at.saturating_since(begun).as_secs_f64());
+        }
+    }
+}
+
+/// The route template of a request path, for labels: GES's routes, or
+/// `other`.
+pub fn route_of(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["", "v2", _, "graphs"] => "/v2/{project_id}/graphs",
+        ["", "v2", _, "graphs", "jobs"] => "/v2/{project_id}/graphs/jobs",
+        ["", "v2", _, "graphs", _] => "/v2/{project_id}/graphs/{graph_id}",
+        ["", "v2", _, "graphs", _, "start"] => "/v2/{project_id}/graphs/{graph_id}/start",
+        ["", "v2", _, "graphs", _, "stop"] => "/v2/{project_id}/graphs/{graph_id}/stop",
+        ["", "v2", _, "graphs", _, "restart"] => "/v2/{project_id}/graphs/{graph_id}/restart",
+        ["", "v2", _, "graphs", _, "import-graph"] => {
+            "/v2/{project_id}/graphs/{graph_id}/import-graph"
+        }
+        ["", "v2", _, "graphs", _, "export-graph"] => {
+            "/v2/{project_id}/graphs/{graph_id}/export-graph"
+        }
+        ["", "v2", _, "graphs", _, "clear-graph"] => {
+            "/v2/{project_id}/graphs/{graph_id}/clear-graph"
+        }
+        ["", "v2", _, "graphs", _, "jobs", _, "status"] => {
+            "/v2/{project_id}/graphs/{graph_id}/jobs/{job_id}/status"
+        }
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_their_route_templates_and_nothing_else_grows_the_labels() {
+        assert_eq!(route_of("/v2/demo/graphs"), "/v2/{project_id}/graphs");
+        assert_eq!(
+            route_of("/v2/demo/graphs/g/jobs/abc/status"),
+            "/v2/{project_id}/graphs/{graph_id}/jobs/{job_id}/status"
+        );
+        assert_eq!(
+            route_of("/v2/demo/graphs/jobs"),
+            "/v2/{project_id}/graphs/jobs"
+        );
+        assert_eq!(route_of("/../../etc/passwd"), "other");
+        assert_eq!(route_of("/v2/x/graphs/g/whatever"), "other");
+    }
+}

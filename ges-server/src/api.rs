@@ -64,6 +64,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a body may take to arrive.
     pub body_timeout: Duration,
+    /// Most bytes of request bodies read, across all connections, before
+    /// their signature is checked (signed requests only: a token is
+    /// checked before the body is read).
+    pub max_unverified_body_bytes: usize,
 }
 
 /// What the handlers share: the engine, the authenticator, the limits.
@@ -79,6 +83,8 @@ pub struct ApiState {
     pub max_live_jobs_per_project: Option<usize>,
     /// Where requests and refusals are counted, if anywhere.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Bytes of bodies being read ahead of their signature check.
+    pub(crate) unverified: crate::gate::BodyBudget,
 }
 
 impl ApiState {
@@ -90,6 +96,7 @@ impl ApiState {
             limits,
             max_live_jobs_per_project: None,
             metrics: None,
+            unverified: crate::gate::BodyBudget::new(limits.max_unverified_body_bytes),
         }
     }
 

@@ -184,6 +184,12 @@ pub struct ServerConfig {
     /// Most connections served at once (default 1,024); one more is
     /// answered 503 and closed.
     pub max_connections: usize,
+    /// Most bytes of signed requests' bodies read, across all
+    /// connections, before their signatures are checked (default 64 MiB,
+    /// at least `max_body_bytes`); a signed request that would go past it
+    /// is answered 503 before its body is read. Token requests are
+    /// checked before their bodies and do not count.
+    pub max_unverified_body_bytes: usize,
     /// Serve HTTPS with this certificate and key (default: plain HTTP).
     pub tls: Option<TlsConfig>,
 }
@@ -199,6 +205,7 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             max_head_bytes: 32 << 10,
             max_connections: 1_024,
+            max_unverified_body_bytes: 64 << 20,
             tls: None,
         }
     }
@@ -505,6 +512,12 @@ impl Config {
         }
         if s.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());
+        }
+        if s.max_unverified_body_bytes < s.max_body_bytes {
+            return bad(format!(
+                "server.max_unverified_body_bytes = {} is less than server.max_body_bytes = {}",
+                s.max_unverified_body_bytes, s.max_body_bytes
+            ));
         }
         self.storage.durability()?;
         if let Some(listen) = &self.metrics.listen

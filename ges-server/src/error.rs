@@ -74,6 +74,9 @@ pub mod codes {
     /// The request line or header block is too long or malformed, refused
     /// by the HTTP layer before any route (400, 414, 431).
     pub const BAD_HTTP: &str = "GES.9014";
+    /// The server reads as many request bodies ahead of their signature
+    /// check as its budget allows (503; retry).
+    pub const SERVER_BUSY: &str = "GES.9015";
 }
 
 /// The GES code of a core error (the table is in `docs/REST.md`).
@@ -184,6 +187,16 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             codes::BODY_TOO_LARGE,
             format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 503 `GES.9015`: the budget of bodies read before their signature is
+    /// checked is spent.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SERVER_BUSY,
+            "the server is reading as many unauthenticated request bodies as it may; retry",
         )
     }
 

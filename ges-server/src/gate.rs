@@ -9,7 +9,12 @@
 //!    malformed, unknown or wrong): nothing of the body is read for a
 //!    request without a credential that could be valid.
 //! 2. The body is read: a `Content-Length` over the limit, or a body that
-//!    grows past it, is 413; a body slower than the timeout is 408.
+//!    grows past it, is 413; a body slower than the timeout is 408. The
+//!    body of a signed request is read before its signature can be
+//!    checked, so every such body in flight draws on one budget
+//!    ([`BodyBudget`]): one that would overdraw it is 503 before any of
+//!    it is read, and memory held for unauthenticated bodies stays under
+//!    the budget whatever the number of connections.
 //! 3. A signature is checked over the method, URI, signed headers and
 //!    body (401).
 //! 4. A path `/v2/{project_id}/...` must name a project the credential
@@ -20,6 +25,7 @@
 //! ([`Principal`]) in the request's extensions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -70,7 +76,11 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
         ApiError::unauthorized(e.to_string())
     };
     let presented = st.auth.present(&parts.headers).map_err(refused)?;
-    let bytes = read_body(st, &parts.headers, body).await?;
+    let budget = match presented {
+        Presented::Signed(_) => Some(&st.unverified),
+        Presented::Token(_) => None,
+    };
+    let (bytes, claim) = read_body(st, &parts.headers, body, budget).await?;
     let principal: Principal = match presented {
         Presented::Token(p) => p,
         Presented::Signed(s) => st
@@ -78,6 +88,8 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
             .verify_signed(&s, &parts.method, &parts.uri, &parts.headers, &bytes)
             .map_err(refused)?,
     };
+    // Authenticated: the body no longer counts against the budget.
+    drop(claim);
     if let Some(project) = path_project(parts.uri.path()) {
         if !principal.covers(&project) {
             return Err(ApiError::forbidden(format!(
@@ -98,13 +110,70 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
+/// Bytes of request bodies being read before their signature is checked,
+/// across all connections, and the most there may be.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// An empty claim on the budget.
+    fn claim(&self) -> Claim<'_> {
+        Claim {
+            budget: self,
+            held: 0,
+        }
+    }
+}
+
+/// Bytes drawn on a [`BodyBudget`], given back when dropped.
+struct Claim<'a> {
+    budget: &'a BodyBudget,
+    held: usize,
+}
+
+impl Claim<'_> {
+    /// Draws `n` more bytes; `false`, and nothing drawn, if the budget
+    /// would be overdrawn.
+    fn grow(&mut self, n: usize) -> bool {
+        let b = self.budget;
+        let drawn = b
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= b.limit)
+            })
+            .is_ok();
+        if drawn {
+            self.held += n;
+        }
+        drawn
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
 /// Reads the whole body, at most `max_body_bytes`, within
-/// `body_timeout`.
-async fn read_body(
+/// `body_timeout`; drawing on `budget`, if given, for every byte held,
+/// until the claim returned with the body is dropped.
+async fn read_body<'a>(
     st: &ApiState,
     headers: &axum::http::HeaderMap,
     mut body: Body,
-) -> Result<Bytes, ApiError> {
+    budget: Option<&'a BodyBudget>,
+) -> Result<(Bytes, Option<Claim<'a>>), ApiError> {
     let limit = st.limits.max_body_bytes;
     let deadline = later(st.limits.body_timeout);
     let declared = headers
@@ -122,7 +191,16 @@ async fn read_body(
         }
         return Err(ApiError::body_too_large(limit));
     }
-    let mut buf = Vec::new();
+    let mut claim = budget.map(BodyBudget::claim);
+    // What the body declares is claimed, and allocated, before any of it
+    // is read.
+    let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+    if let Some(c) = &mut claim
+        && !c.grow(declared)
+    {
+        return Err(ApiError::busy());
+    }
+    let mut buf = Vec::with_capacity(declared);
     loop {
         let frame = match timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(ApiError::body_timeout()),
@@ -136,13 +214,26 @@ async fn read_body(
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
+                drop(claim);
                 drain(body, deadline).await;
                 return Err(ApiError::body_too_large(limit));
+            }
+            // A body of no declared length (or longer than it declared)
+            // claims, and allocates, as it grows: doubling, up to the limit.
+            let needed = buf.len() + data.len();
+            if needed > buf.capacity() {
+                let target = needed.max(buf.capacity().saturating_mul(2)).min(limit);
+                if let Some(c) = &mut claim
+                    && !c.grow(target.saturating_sub(c.held))
+                {
+                    return Err(ApiError::busy());
+                }
+                buf.reserve_exact(target - buf.len());
             }
             buf.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(buf))
+    Ok((Bytes::from(buf), claim))
 }
 
 /// Reads and drops what is left of a refused body, up to [`DRAIN_CAP`]

@@ -9,7 +9,7 @@
 //! | `ges_job_duration_seconds` | histogram | `kind`, `outcome` | from a job's creation to its end |
 //! | `ges_forced_restarts_total` | counter | | forced restarts applied |
 //! | `ges_tasks_failed_by_restart_total` | counter | | live tasks a forced restart failed |
-//! | `ges_http_requests_total` | counter | `route`, `method`, `status` | requests answered |
+//! | `ges_http_requests_total` | counter | `route`, `method`, `status` | requests answered (`method` is `other` for a method outside HTTP's usual seven) |
 //! | `ges_http_request_duration_seconds` | histogram | `route` | from the request's head to its answer |
 //! | `ges_auth_failures_total` | counter | `reason` | requests refused 401 |
 //! | `ges_events_missed_total` | counter | | engine events the metrics missed (a lag of their reader) |
@@ -17,7 +17,7 @@
 //! Job metrics come from the engine's events: every job, whoever started or
 //! ended it (a request, a worker, a deadline, a forced restart, recovery),
 //! is counted once. `route` is the route's template
-//! (`/v2/{project_id}/graphs/{graph_id}/start`), never the path itself,
+//! (`/v2/:project_id/graphs/:graph_id/start`), never the path itself,
 //! so a client cannot make the label set grow.
 
 use std::collections::HashMap;
@@ -136,8 +136,13 @@ impl Metrics {
         Arc::new(m)
     }
 
-    /// A request answered.
+    /// A request answered. Methods other than the API's own are counted
+    /// as `other`, so a client cannot make the label set grow.
     pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH" => method,
+            _ => "other",
+        };
         self.http_requests
             .with_label_values(&[route, method, status.to_string().as_str()])
             .inc();
@@ -276,23 +281,21 @@ impl Metrics {
 pub fn route_of(path: &str) -> &'static str {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["", "v2", _, "graphs"] => "/v2/{project_id}/graphs",
-        ["", "v2", _, "graphs", "jobs"] => "/v2/{project_id}/graphs/jobs",
-        ["", "v2", _, "graphs", _] => "/v2/{project_id}/graphs/{graph_id}",
-        ["", "v2", _, "graphs", _, "start"] => "/v2/{project_id}/graphs/{graph_id}/start",
-        ["", "v2", _, "graphs", _, "stop"] => "/v2/{project_id}/graphs/{graph_id}/stop",
-        ["", "v2", _, "graphs", _, "restart"] => "/v2/{project_id}/graphs/{graph_id}/restart",
+        ["", "v2", _, "graphs"] => "/v2/:project_id/graphs",
+        ["", "v2", _, "graphs", "jobs"] => "/v2/:project_id/graphs/jobs",
+        ["", "v2", _, "graphs", _] => "/v2/:project_id/graphs/:graph_id",
+        ["", "v2", _, "graphs", _, "start"] => "/v2/:project_id/graphs/:graph_id/start",
+        ["", "v2", _, "graphs", _, "stop"] => "/v2/:project_id/graphs/:graph_id/stop",
+        ["", "v2", _, "graphs", _, "restart"] => "/v2/:project_id/graphs/:graph_id/restart",
         ["", "v2", _, "graphs", _, "import-graph"] => {
-            "/v2/{project_id}/graphs/{graph_id}/import-graph"
+            "/v2/:project_id/graphs/:graph_id/import-graph"
         }
         ["", "v2", _, "graphs", _, "export-graph"] => {
-            "/v2/{project_id}/graphs/{graph_id}/export-graph"
+            "/v2/:project_id/graphs/:graph_id/export-graph"
         }
-        ["", "v2", _, "graphs", _, "clear-graph"] => {
-            "/v2/{project_id}/graphs/{graph_id}/clear-graph"
-        }
+        ["", "v2", _, "graphs", _, "clear-graph"] => "/v2/:project_id/graphs/:graph_id/clear-graph",
         ["", "v2", _, "graphs", _, "jobs", _, "status"] => {
-            "/v2/{project_id}/graphs/{graph_id}/jobs/{job_id}/status"
+            "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status"
         }
         _ => "other",
     }
@@ -304,14 +307,14 @@ mod tests {
 
     #[test]
     fn paths_map_to_their_route_templates_and_nothing_else_grows_the_labels() {
-        assert_eq!(route_of("/v2/demo/graphs"), "/v2/{project_id}/graphs");
+        assert_eq!(route_of("/v2/demo/graphs"), "/v2/:project_id/graphs");
         assert_eq!(
             route_of("/v2/demo/graphs/g/jobs/abc/status"),
-            "/v2/{project_id}/graphs/{graph_id}/jobs/{job_id}/status"
+            "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status"
         );
         assert_eq!(
             route_of("/v2/demo/graphs/jobs"),
-            "/v2/{project_id}/graphs/jobs"
+            "/v2/:project_id/graphs/jobs"
         );
         assert_eq!(route_of("/../../etc/passwd"), "other");
         assert_eq!(route_of("/v2/x/graphs/g/whatever"), "other");

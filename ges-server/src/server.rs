@@ -217,6 +217,7 @@ impl Server {
             Limits {
                 max_body_bytes: cfg.server.max_body_bytes,
                 body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
+                max_unverified_body_bytes: cfg.server.max_unverified_body_bytes,
             },
         );
         state.max_live_jobs_per_project = cfg.engine.max_live_jobs_per_project;

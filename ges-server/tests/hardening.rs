@@ -82,6 +82,93 @@ fn a_signed_request_with_an_unknown_access_key_is_refused_before_its_body() {
     assert_eq!(body_of(&text)["error_code"], "GES.8007");
 }
 
+/// The head of a signed request by a known access key, with a wrong
+/// signature: its body must be read before the signature can be checked.
+fn signed_head(len: usize) -> String {
+    format!(
+        "POST {P} HTTP/1.1\r\nHost: ges\r\nContent-Type: application/json\r\n\
+         X-Sdk-Date: 20240501T120000Z\r\n\
+         Authorization: SDK-HMAC-SHA256 Access=KNOWNKEY, SignedHeaders=host;x-sdk-date, \
+         Signature={}\r\nContent-Length: {len}\r\n\r\n",
+        "0".repeat(64)
+    )
+}
+
+const KNOWN_KEY: &str =
+    "[[auth.access_keys]]\nak = \"KNOWNKEY\"\nsk = \"secret\"\nprojects = [\"demo\"]\n";
+
+/// Whatever `conn` has received within `wait` (nothing is not an error).
+fn received(conn: &mut TcpStream, wait: Duration) -> String {
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 4096];
+    match conn.read(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Bodies of signed requests are read before their signature can be
+/// checked, and an access key is no secret: the bodies in flight share one
+/// budget, and a request that would overdraw it is refused before any of
+/// its body is read.
+#[test]
+fn bodies_read_before_their_signature_share_one_bounded_budget() {
+    let server = server_with(|c| {
+        c.server.max_body_bytes = 1 << 20;
+        c.server.max_unverified_body_bytes = 2 << 20;
+        c.server.body_timeout_ms = 60_000;
+        c.auth.access_keys = common::config(KNOWN_KEY).auth.access_keys;
+    });
+    let addr = server.local_addr();
+    // Three requests declare 1 MiB each and send a little of it.
+    let mut conns: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(signed_head(1 << 20).as_bytes()).unwrap();
+            c.write_all(b"{\"graph\":").unwrap();
+            c
+        })
+        .collect();
+    // The budget holds two of them: the third is refused, at once.
+    let mut answers = vec![String::new(); 3];
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while answers.iter().all(String::is_empty) && std::time::Instant::now() < until {
+        for (c, a) in conns.iter_mut().zip(&mut answers) {
+            a.push_str(&received(c, Duration::from_millis(50)));
+        }
+    }
+    let refused: Vec<usize> = (0..3).filter(|&i| !answers[i].is_empty()).collect();
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    let answer = &answers[refused[0]];
+    assert_eq!(status_of(answer), 503, "{answer}");
+    assert_eq!(body_of(answer)["error_code"], "GES.9015", "{answer}");
+    // The two others are still being read; one gives up, and its share of
+    // the budget comes back.
+    let mut held: Vec<TcpStream> = (0..3)
+        .filter(|i| !refused.contains(i))
+        .map(|i| conns[i].try_clone().unwrap())
+        .collect();
+    drop(conns);
+    drop(held.pop());
+    let next = common::wait_for(|| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(signed_head(1 << 20).as_bytes()).unwrap();
+        let early = received(&mut c, Duration::from_millis(200));
+        early.is_empty().then_some(c)
+    });
+    // That one is read whole, and its signature refused.
+    let mut next = next;
+    next.write_all(&vec![b' '; 1 << 20]).unwrap();
+    let mut out = Vec::new();
+    while !common::response_complete(&out) {
+        let got = received(&mut next, Duration::from_secs(20));
+        assert!(!got.is_empty(), "no answer: {out:?}");
+        out.extend_from_slice(got.as_bytes());
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&text), 401, "{text}");
+}
+
 /// Headers that stop half-way, and a keep-alive connection left idle,
 /// are closed once the header timeout passes.
 #[test]

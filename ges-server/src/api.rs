@@ -112,7 +112,7 @@ impl ApiState {
             target: "ges_server::auth",
             client = client.as_deref().unwrap_or("-"),
             method = %parts.method,
-            path = parts.uri.path(),
+            path = %crate::gate::printable(parts.uri.path()),
             reason,
             "authentication failed"
         );

@@ -149,9 +149,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// The certificate chain, PEM, leaf first.
+    /// The certificate chain, PEM, leaf first (a relative path is from
+    /// the working directory).
     pub cert: std::path::PathBuf,
-    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1), likewise.
     pub key: std::path::PathBuf,
 }
 

@@ -318,11 +318,32 @@ fn one_project_filling_its_quota_leaves_room_for_the_others() {
     }
     let refused = demo.post(P, json!({"graph": {"name": "c"}}));
     assert_eq!(refused.status, 429, "{:?}", refused.body);
+    refused.assert_error(429, "GES.9013");
     let msg = refused.body["error_msg"].as_str().unwrap_or_default();
     assert!(msg.contains('2') && !msg.contains("10"), "{msg}");
     other
         .post("/v2/other/graphs", json!({"graph": {"name": "a"}}))
         .ok();
+}
+
+/// The live-job quota is per project too: a project running as many jobs
+/// as it may is refused another, and told its own figures; the other
+/// project's jobs start.
+#[test]
+fn a_project_at_its_job_quota_is_refused_another_job_and_others_are_not() {
+    let server = server("[engine]\nmax_live_jobs_per_project = 1");
+    let demo = Client::new(&server, TOKEN);
+    let other = Client::new(&server, OTHER_TOKEN);
+    demo.running_graph("demo", "a");
+    demo.running_graph("demo", "b");
+    // The import runs for seconds: the project's one live job.
+    demo.post(&format!("{P}/a/import-graph"), json!({"edgeset_path": "e"}))
+        .ok();
+    let refused = demo.post(&format!("{P}/b/import-graph"), json!({"edgeset_path": "e"}));
+    refused.assert_error(429, "GES.9013");
+    let msg = refused.body["error_msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("demo") && msg.contains("quota is 1"), "{msg}");
+    other.running_graph("other", "c");
 }
 
 /// Ended jobs keep no more of their request than a short summary: a

@@ -12,7 +12,7 @@
 //!    grows past it, is 413; a body slower than the timeout is 408. The
 //!    body of a signed request is read before its signature can be
 //!    checked, so every such body in flight draws on one budget
-//!    ([`BodyBudget`]): one that would overdraw it is 503 before any of
+//!    (`BodyBudget`): one that would overdraw it is 503 before any of
 //!    it is read, and memory held for unauthenticated bodies stays under
 //!    the budget whatever the number of connections.
 //! 3. A signature is checked over the method, URI, signed headers and

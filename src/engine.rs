@@ -446,10 +446,10 @@ impl Engine {
             if let Some(cell) = index.cell(key) {
                 let mut slot = cell.slot.lock();
                 let slot = &mut *slot;
-                slot.fx.reset(sh.events.active());
-                let outcome = slot.data.apply(&sh.config, cmd, &mut slot.fx);
-                let mut a =
-                    self.settle(cmd, &cell, &slot.data, &mut slot.fx, outcome, route, append);
+                let mut fx = Effects::cached(sh.events.active());
+                let outcome = slot.data.apply(&sh.config, cmd, &mut fx);
+                let mut a = self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
+                fx.recycle();
                 if slot.data.removed && a.outcome.is_ok() && !a.repeated {
                     index.unlink(key);
                     let window = std::mem::take(&mut slot.data.requests);
@@ -460,8 +460,7 @@ impl Engine {
                 a.cell = Some(cell.clone());
                 return a;
             }
-            let mut fx = Effects::default();
-            fx.reset(sh.events.active());
+            let mut fx = Effects::cached(sh.events.active());
             let count = (index.count(), index.project_count(&key.project));
             let (outcome, made) =
                 index
@@ -470,14 +469,15 @@ impl Engine {
                         apply_absent(&sh.config, cmd, w, count, &mut fx)
                     });
             let Some(data) = made else {
-                return self.settle_absent(cmd, &mut fx, outcome, append);
+                let a = self.settle_absent(cmd, &mut fx, outcome, append);
+                fx.recycle();
+                return a;
             };
             let cell = Arc::new(GraphCell::new(data));
             index.insert(key, cell.clone());
-            let mut slot = cell.slot.lock();
+            let slot = cell.slot.lock();
             let mut a = self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
-            drop(slot.fx.changes.drain(..));
-            slot.fx = fx;
+            fx.recycle();
             a.cell = Some(cell.clone());
             return a;
         }
@@ -486,10 +486,11 @@ impl Engine {
                 let mut slot = cell.slot.lock();
                 let slot = &mut *slot;
                 if !slot.data.removed {
-                    slot.fx.reset(sh.events.active());
-                    let outcome = slot.data.apply(&sh.config, cmd, &mut slot.fx);
+                    let mut fx = Effects::cached(sh.events.active());
+                    let outcome = slot.data.apply(&sh.config, cmd, &mut fx);
                     let mut a =
-                        self.settle(cmd, &cell, &slot.data, &mut slot.fx, outcome, route, append);
+                        self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
+                    fx.recycle();
                     a.cell = Some(cell.clone());
                     return a;
                 }
@@ -510,13 +511,15 @@ impl Engine {
                 // Created meanwhile: apply to it.
                 continue;
             };
-            let mut fx = Effects::default();
+            let mut fx = Effects::cached(false);
             let outcome = held
                 .absent
                 .with_window(key, sh.config.max_absent_windows, |w| {
                     apply_absent(&sh.config, cmd, w, (0, 0), &mut fx).0
                 });
-            return self.settle_absent(cmd, &mut fx, outcome, append);
+            let a = self.settle_absent(cmd, &mut fx, outcome, append);
+            fx.recycle();
+            return a;
         }
     }
 
@@ -558,7 +561,6 @@ impl Engine {
         route: Route<'_>,
         append: Append<'_>,
     ) -> Applied {
-        const KEEP: usize = 1024;
         let sh = &*self.0;
         if !fx.changed {
             let mut a = Applied {
@@ -603,13 +605,6 @@ impl Engine {
             }
         }
         sh.events.publish(&cmd.key, cmd.at, &mut fx.changes);
-        // After a big forced restart, give the memory back.
-        if fx.void.capacity() > KEEP {
-            fx.void = Vec::new();
-        }
-        if fx.changes.capacity() > KEEP {
-            fx.changes = Vec::new();
-        }
         Applied {
             outcome,
             jobs,
@@ -929,6 +924,44 @@ impl Engine {
         min
     }
 
+    /// The keys of the graphs with something due at or before `now` (a
+    /// job's deadline or a retained task's age), in key order: the graphs
+    /// an [`Op::Expire`] at `now` would change. For a host that must not
+    /// apply the expiry itself (a replica proposes one decided
+    /// [`Op::Expire`] command per key to its log instead of calling
+    /// [`expire`](Self::expire)). Reads one atomic per graph, no graph lock.
+    ///
+    /// ```
+    /// use graph_lifecycle::*;
+    /// use std::time::Duration;
+    /// let cfg = Config::default().timeout(LifecycleKind::Start, Some(Duration::from_secs(1)));
+    /// let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_millis(1_000)));
+    /// let (engine, _jobs) = Engine::builder().config(cfg).clock(clock.clone()).build();
+    /// let key = GraphKey::parse("p", "g")?;
+    /// engine.create_graph(&key)?;
+    /// engine.start(&key)?;
+    /// assert!(engine.due_graphs(Timestamp::from_millis(1_500)).is_empty());
+    /// assert_eq!(engine.due_graphs(Timestamp::from_millis(2_000)), vec![key]);
+    /// # Ok::<(), graph_lifecycle::Error>(())
+    /// ```
+    pub fn due_graphs(&self, now: Timestamp) -> Vec<GraphKey> {
+        let mut due = Vec::new();
+        self.0.registry.for_each(|cell| {
+            if cell.deadline().is_some_and(|d| d <= now) {
+                due.push(cell.clone());
+            }
+        });
+        let mut keys: Vec<GraphKey> = due
+            .into_iter()
+            .filter_map(|cell| {
+                let slot = cell.slot.lock();
+                (!slot.data.removed).then(|| slot.data.key.clone())
+            })
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Fails every job and task whose deadline is at or before `now` as
     /// timed out (their graphs go where the outcome table says) and evicts
     /// terminal tasks past their retention age: an [`Op::Expire`] at
@@ -1034,7 +1067,6 @@ impl Engine {
             let mut slot = old.slot.lock();
             slot.data.removed = true;
             old.publish(&slot.data, &sh.config);
-            slot.fx = Effects::default();
         }
         Ok(())
     }
@@ -1232,8 +1264,8 @@ fn info(d: &GraphData) -> GraphInfo {
         epoch: d.epoch,
         created_at: d.created_at,
         updated_at: d.updated_at,
-        live_tasks: d.live.len(),
-        retained_tasks: d.done.len(),
+        live_tasks: d.t.live.len(),
+        retained_tasks: d.t.done.len(),
         job: d.lifecycle,
     }
 }

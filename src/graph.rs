@@ -24,7 +24,8 @@ use crate::state::{
 };
 use crate::sync::Arc;
 use crate::task::{
-    CancelToken, FailReason, Fence, Payload, Report, TaskInfo, TaskKind, TaskSpec, TaskStatus,
+    CancelToken, FailReason, Fence, HostKind, Payload, Report, TaskInfo, TaskKind, TaskSpec,
+    TaskStatus, TokenPool,
 };
 use crate::time::Timestamp;
 
@@ -161,7 +162,39 @@ pub(crate) struct Effects {
     pub(crate) changes: Vec<Change>,
 }
 
+std::thread_local! {
+    /// A thread's spare [`Effects`]: a command takes it and gives it back,
+    /// so that its buffers are reused from one command to the next without
+    /// every graph carrying buffers of its own.
+    static SPARE: std::cell::Cell<Option<Effects>> = const { std::cell::Cell::new(None) };
+}
+
 impl Effects {
+    /// The calling thread's spare effects (new ones if it has none), reset
+    /// for a command.
+    pub(crate) fn cached(record: bool) -> Self {
+        let mut fx = SPARE.take().unwrap_or_default();
+        fx.reset(record);
+        fx
+    }
+
+    /// Gives the buffers back to the calling thread, emptied; buffers a big
+    /// step grew are let go, so a thread keeps little between commands.
+    pub(crate) fn recycle(mut self) {
+        const KEEP: usize = 1024;
+        self.reset(false);
+        if self.void.capacity() > KEEP {
+            self.void = Vec::new();
+        }
+        if self.changes.capacity() > KEEP {
+            self.changes = Vec::new();
+        }
+        if self.jobs.capacity() > KEEP {
+            self.jobs = Vec::new();
+        }
+        SPARE.set(Some(self));
+    }
+
     #[inline]
     fn record(&mut self, change: impl FnOnce() -> Change) {
         if self.record {
@@ -207,15 +240,74 @@ pub(crate) struct GraphData {
     pub(crate) next_seq: u64,
     /// The live lifecycle job; its kind matches `state`.
     pub(crate) lifecycle: Option<JobId>,
-    pub(crate) live: IdMap<Task>,
-    pub(crate) done: Retained,
-    /// Deadlines of live tasks.
-    pub(crate) deadlines: BTreeSet<(Timestamp, JobId)>,
+    /// The task table, allocated while it holds something.
+    pub(crate) t: Tasks,
     /// The answers to commands that carried a request id.
     pub(crate) requests: Requests,
     /// Voids the tokens of older epochs, and all of them on removal;
     /// moved when the registry publishes a commit.
     pub(crate) fence: Arc<Fence>,
+}
+
+/// A graph's tasks.
+#[derive(Debug, Default)]
+pub(crate) struct TaskTable {
+    pub(crate) live: IdMap<Task>,
+    pub(crate) done: Retained,
+    /// Deadlines of live tasks.
+    pub(crate) deadlines: BTreeSet<(Timestamp, JobId)>,
+    /// Where the live tasks' tokens come from.
+    pub(crate) tokens: TokenPool,
+    /// The host task kinds this graph has seen last, at most
+    /// [`KINDS_KEPT`]: a task of one of them shares its name's allocation,
+    /// so that tasks do not each hold (and free) a copy.
+    kinds: Vec<HostKind>,
+}
+
+/// How many host task kinds a graph keeps for sharing.
+const KINDS_KEPT: usize = 8;
+
+/// What an empty [`Tasks`] reads as.
+static EMPTY_TABLE: TaskTable = TaskTable {
+    live: IdMap::with_hasher(BuildHasherDefault::new()),
+    done: Retained::new(),
+    deadlines: BTreeSet::new(),
+    tokens: TokenPool::new(),
+    kinds: Vec::new(),
+};
+
+/// A graph's task table, on the heap while it holds anything: a graph
+/// with no task, live or retained, spends one pointer on it. Reading an
+/// empty one reads a shared empty table; writing allocates it.
+#[derive(Debug, Default)]
+pub(crate) struct Tasks(Option<Box<TaskTable>>);
+
+impl std::ops::Deref for Tasks {
+    type Target = TaskTable;
+    #[inline]
+    fn deref(&self) -> &TaskTable {
+        self.0.as_deref().unwrap_or(&EMPTY_TABLE)
+    }
+}
+
+impl std::ops::DerefMut for Tasks {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut TaskTable {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Tasks {
+    /// Frees the table once it holds no task.
+    fn shrink(&mut self) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|t| t.live.is_empty() && t.done.is_empty())
+        {
+            self.0 = None;
+        }
+    }
 }
 
 impl GraphData {
@@ -230,9 +322,7 @@ impl GraphData {
             removed: false,
             next_seq: 0,
             lifecycle: None,
-            live: IdMap::default(),
-            done: Retained::default(),
-            deadlines: BTreeSet::new(),
+            t: Tasks::default(),
             requests,
             fence: Fence::new(Epoch::ZERO),
         }
@@ -240,9 +330,9 @@ impl GraphData {
 
     /// The earliest time an [`Op::Expire`] would change something.
     pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Timestamp> {
-        let timeout = self.deadlines.first().map(|(t, _)| *t);
+        let timeout = self.t.deadlines.first().map(|(t, _)| *t);
         let age = cfg.retention_age.and_then(|age| {
-            let ended = self.done.front()?.ended_at?;
+            let ended = self.t.done.front()?.ended_at?;
             Some(ended.saturating_add(age))
         });
         match (timeout, age) {
@@ -252,11 +342,11 @@ impl GraphData {
     }
 
     pub(crate) fn task(&self, id: JobId) -> Option<&Task> {
-        self.live.get(&id).or_else(|| self.done.get(&id))
+        self.t.live.get(&id).or_else(|| self.t.done.get(&id))
     }
 
     pub(crate) fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.live.values().chain(self.done.iter())
+        self.t.live.values().chain(self.t.done.iter())
     }
 
     fn refuse(&self, op: Operation) -> Error {
@@ -282,6 +372,7 @@ impl GraphData {
             return answer;
         }
         let result = self.step(cfg, cmd.at, &cmd.op, fx);
+        self.t.shrink();
         if let Some(id) = &cmd.request {
             self.requests
                 .record(cfg, id.clone(), cmd.at, cmd.op.asked(), result.clone());
@@ -370,7 +461,7 @@ impl GraphData {
         let token = match &t.token {
             Some(token) => token.clone(),
             None => {
-                let token = CancelToken::new(&self.fence, t.epoch);
+                let token = CancelToken::single(&self.fence, t.epoch);
                 if t.status == TaskStatus::Succeeded {
                     token.settle();
                 } else {
@@ -392,7 +483,7 @@ impl GraphData {
     }
 
     fn check_new_task(&self, cfg: &Config, job: JobId, payload: &Payload) -> Result<(), Error> {
-        if self.live.len() >= cfg.max_live_tasks_per_graph {
+        if self.t.live.len() >= cfg.max_live_tasks_per_graph {
             return Err(Error::TooManyTasks {
                 key: self.key.clone(),
                 limit: cfg.max_live_tasks_per_graph,
@@ -430,7 +521,7 @@ impl GraphData {
             timeout,
             payload,
         } = new;
-        let token = CancelToken::new(&self.fence, self.epoch);
+        let token = self.t.tokens.token(&self.fence, self.epoch);
         let deadline = timeout.map(|t| at.saturating_add(t));
         let task = Task {
             id: job,
@@ -450,10 +541,10 @@ impl GraphData {
         };
         self.next_seq += 1;
         if let Some(d) = deadline {
-            self.deadlines.insert((d, job));
+            self.t.deadlines.insert((d, job));
         }
         fx.record(|| task.change());
-        self.live.insert(job, task);
+        self.t.live.insert(job, task);
         Job {
             task: TaskRef {
                 key: self.key.clone(),
@@ -525,16 +616,8 @@ impl GraphData {
         // graph's fence), so none is touched here. Tasks ended by one step
         // retire in creation order; only the newest `cap` of them can be
         // retained, so the rest are dropped without being moved.
-        let failed = self.live.len();
+        let failed = self.t.live.len();
         let cap = cfg.max_retained_per_graph;
-        let keep_from = if failed <= cap {
-            0
-        } else if cap == 0 {
-            u64::MAX
-        } else {
-            let mut seqs: Vec<u64> = self.live.values().map(|t| t.seq).collect();
-            *seqs.select_nth_unstable(failed - cap).1
-        };
         let reason = |t: &Task| {
             if t.kind == TaskKind::Restart {
                 FailReason::Superseded(job)
@@ -544,6 +627,7 @@ impl GraphData {
         };
         if fx.record {
             let mut changes: Vec<(u64, Change)> = self
+                .t
                 .live
                 .values()
                 .map(|t| {
@@ -561,27 +645,23 @@ impl GraphData {
             changes.sort_unstable_by_key(|(seq, _)| *seq);
             fx.changes.extend(changes.into_iter().map(|(_, c)| c));
         }
-        // Only the retained tasks move; the others are dropped in place.
-        let mut ended: Vec<Task> = self
-            .live
-            .extract_if(|_, t| t.seq >= keep_from)
-            .map(|(_, mut task)| {
-                task.reason = Some(reason(&task));
-                task.status = TaskStatus::Failed;
-                task.ended_at = Some(at);
-                task.token = None;
-                task
-            })
-            .collect();
-        self.live.clear();
+        let mut ended = self.newest_live(cap);
+        self.t.live.clear();
+        for task in &mut ended {
+            task.reason = Some(reason(task));
+            task.status = TaskStatus::Failed;
+            task.ended_at = Some(at);
+            task.token = None;
+        }
         ended.sort_unstable_by_key(|t| t.seq);
-        self.deadlines.clear();
+        self.t.deadlines.clear();
         self.lifecycle = None;
         let dropped = failed - ended.len();
         self.retire_bulk(cfg, ended, dropped, fx);
 
-        // 3. and 4.
+        // 3. and 4. The new epoch's tokens come from a chunk of their own.
         self.epoch = self.epoch.next();
+        self.t.tokens.release();
         self.set_state(GraphState::Restarting, fx);
         // 5. and 6.
         let new = NewTask {
@@ -615,9 +695,10 @@ impl GraphData {
             return Err(self.refuse(Operation::RegisterTask));
         }
         self.check_new_task(cfg, job, &spec.payload)?;
+        let kind = self.shared_kind(&spec.kind);
         let new = NewTask {
             job,
-            kind: TaskKind::Host(spec.kind.clone()),
+            kind: TaskKind::Host(kind),
             stoppable: spec.stoppable,
             timeout: spec.timeout,
             payload: spec.payload.clone(),
@@ -632,11 +713,57 @@ impl GraphData {
         })
     }
 
+    /// Takes the `cap` newest live tasks (by creation) out of the table,
+    /// in no particular order, moving no other task. Tasks are most often
+    /// live in a run of the newest ones, so the cut is first guessed at
+    /// the `cap` newest ids ever made, which takes them in one pass; only
+    /// when some of those have ended is the rest of the cut found by a
+    /// selection over the remaining tasks' creation numbers.
+    fn newest_live(&mut self, cap: usize) -> Vec<Task> {
+        if self.t.live.len() <= cap {
+            return self.t.live.drain().map(|(_, t)| t).collect();
+        }
+        if cap == 0 {
+            return Vec::new();
+        }
+        let guess = self.next_seq.saturating_sub(cap as u64);
+        let mut kept: Vec<Task> = Vec::with_capacity(cap);
+        kept.extend(
+            self.t
+                .live
+                .extract_if(|_, t| t.seq >= guess)
+                .map(|(_, t)| t),
+        );
+        let need = cap - kept.len();
+        if need > 0 {
+            let mut seqs: Vec<u64> = self.t.live.values().map(|t| t.seq).collect();
+            let n = seqs.len();
+            let from = *seqs.select_nth_unstable(n - need).1;
+            kept.extend(self.t.live.extract_if(|_, t| t.seq >= from).map(|(_, t)| t));
+        }
+        kept
+    }
+
+    /// `kind`, as an allocation this graph's tasks share: the kept one
+    /// with the same name, or `kind` itself, kept from now on (replacing
+    /// the oldest kept if there are [`KINDS_KEPT`]).
+    fn shared_kind(&mut self, kind: &HostKind) -> HostKind {
+        let kinds = &mut self.t.kinds;
+        if let Some(k) = kinds.iter().find(|k| *k == kind) {
+            return k.clone();
+        }
+        if kinds.len() == KINDS_KEPT {
+            kinds.remove(0);
+        }
+        kinds.push(kind.clone());
+        kind.clone()
+    }
+
     /// The error for a report or cancel on a task that is not live.
     /// `reported` is the epoch a report carried (a cancel carries none: the
     /// task's own epoch stands in).
     fn not_live(&self, job: JobId, reported: Option<Epoch>) -> Error {
-        match self.done.get(&job) {
+        match self.t.done.get(&job) {
             Some(t) if t.epoch < self.epoch => Error::StaleEpoch {
                 key: self.key.clone(),
                 job,
@@ -664,7 +791,7 @@ impl GraphData {
         report: &Report,
         fx: &mut Effects,
     ) -> Result<Outcome, Error> {
-        let Some(task) = self.live.get(&job) else {
+        let Some(task) = self.t.live.get(&job) else {
             return Err(self.not_live(job, Some(epoch)));
         };
         if epoch != task.epoch {
@@ -714,7 +841,7 @@ impl GraphData {
         // Validated: from here on the report is applied.
         match report {
             Report::Started | Report::Progress(_) => {
-                let Some(task) = self.live.get_mut(&job) else {
+                let Some(task) = self.t.live.get_mut(&job) else {
                     return Err(Error::TaskNotFound {
                         key: self.key.clone(),
                         job,
@@ -756,7 +883,7 @@ impl GraphData {
         job: JobId,
         fx: &mut Effects,
     ) -> Result<Outcome, Error> {
-        let Some(task) = self.live.get(&job) else {
+        let Some(task) = self.t.live.get(&job) else {
             return Err(self.not_live(job, None));
         };
         if !task.stoppable {
@@ -790,7 +917,7 @@ impl GraphData {
         reason: Option<FailReason>,
         fx: &mut Effects,
     ) {
-        let Some(mut task) = self.live.remove(&job) else {
+        let Some(mut task) = self.t.live.remove(&job) else {
             return;
         };
         task.status = match end {
@@ -804,7 +931,7 @@ impl GraphData {
         task.reason = reason;
         task.ended_at = Some(at);
         if let Some(d) = task.deadline {
-            self.deadlines.remove(&(d, job));
+            self.t.deadlines.remove(&(d, job));
         }
         if let Some(token) = task.token.take() {
             if end == JobEnd::Succeeded {
@@ -832,7 +959,7 @@ impl GraphData {
             fx.record(|| Change::Evicted { count: 1 });
             return;
         }
-        self.done.push(task, cap);
+        self.t.done.push(task, cap);
         self.evict_over(cap, fx);
     }
 
@@ -848,12 +975,13 @@ impl GraphData {
     /// older tasks of the same step were evicted at once.
     fn retire_bulk(&mut self, cfg: &Config, ended: Vec<Task>, dropped: usize, fx: &mut Effects) {
         let cap = cfg.max_retained_per_graph;
+        self.t.done.reserve(ended.len(), cap);
         for mut task in ended {
             summarize(cfg, &mut task);
-            self.done.push(task, cap);
+            self.t.done.push(task, cap);
         }
         let mut evicted = dropped;
-        while self.done.len() > cap && self.done.pop_front().is_some() {
+        while self.t.done.len() > cap && self.t.done.pop_front().is_some() {
             evicted += 1;
         }
         if evicted > 0 {
@@ -863,7 +991,7 @@ impl GraphData {
 
     fn evict_over(&mut self, cap: usize, fx: &mut Effects) {
         let mut count = 0;
-        while self.done.len() > cap && self.done.pop_front().is_some() {
+        while self.t.done.len() > cap && self.t.done.pop_front().is_some() {
             count += 1;
         }
         if count > 0 {
@@ -873,12 +1001,12 @@ impl GraphData {
 
     fn expire(&mut self, cfg: &Config, at: Timestamp, fx: &mut Effects) -> Outcome {
         let mut timed_out = 0;
-        while let Some(&(deadline, job)) = self.deadlines.first() {
+        while let Some(&(deadline, job)) = self.t.deadlines.first() {
             if deadline > at {
                 break;
             }
-            self.deadlines.pop_first();
-            if self.live.contains_key(&job) {
+            self.t.deadlines.pop_first();
+            if self.t.live.contains_key(&job) {
                 self.end_task(
                     cfg,
                     at,
@@ -892,12 +1020,12 @@ impl GraphData {
         }
         let mut evicted = 0;
         if let Some(age) = cfg.retention_age {
-            while let Some(t) = self.done.front() {
+            while let Some(t) = self.t.done.front() {
                 let ended = t.ended_at.unwrap_or(Timestamp::ZERO);
                 if ended.saturating_add(age) > at {
                     break;
                 }
-                self.done.pop_front();
+                self.t.done.pop_front();
                 evicted += 1;
             }
         }
@@ -915,9 +1043,9 @@ impl GraphData {
     /// retire in creation order, as after a forced restart), and a graph
     /// whose lifecycle job was live goes to Abnormal. The epoch stays.
     fn recover(&mut self, cfg: &Config, at: Timestamp, fx: &mut Effects) -> Outcome {
-        let interrupted = self.live.len();
+        let interrupted = self.t.live.len();
         let mut ended: Vec<Task> = Vec::with_capacity(interrupted);
-        for (_, mut task) in self.live.drain() {
+        for (_, mut task) in self.t.live.drain() {
             task.status = TaskStatus::Failed;
             task.reason = Some(FailReason::Interrupted);
             task.ended_at = Some(at);
@@ -930,7 +1058,7 @@ impl GraphData {
         if fx.record {
             fx.changes.extend(ended.iter().map(Task::change));
         }
-        self.deadlines.clear();
+        self.t.deadlines.clear();
         self.lifecycle = None;
         self.retire_all(cfg, ended, fx);
         let abnormal = self.state.job_kind().is_some();
@@ -955,10 +1083,8 @@ impl GraphData {
         }
         // The fence voids every token of the graph when the removal is
         // published.
-        let voided = self.live.len();
-        self.live.clear();
-        self.done.clear();
-        self.deadlines.clear();
+        let voided = self.t.live.len();
+        self.t = Tasks::default();
         self.removed = true;
         self.updated_at = at;
         fx.changed = true;
@@ -1161,9 +1287,57 @@ mod tests {
             assert_eq!(t.reason, Some(FailReason::ForceRestarted(restart)));
             assert_eq!(t.ended_at, Some(at(4)));
         }
-        assert_eq!(g.live.len(), 1);
+        assert_eq!(g.t.live.len(), 1);
         // 2 tasks failed, the state, the restart task.
         assert_eq!(fx.changes.len(), 4);
+    }
+
+    /// With more live tasks than can be retained, a forced restart keeps
+    /// the newest live ones by creation, also when the newest tasks ever
+    /// made have ended already (the cut is then not where the ids alone
+    /// would put it), and hands out tokens of a new chunk afterwards.
+    #[test]
+    fn a_forced_restart_retains_the_newest_live_tasks_whatever_ended_before() {
+        let cfg = Config::default().max_retained_per_graph(3);
+        let ids = SequentialIds::new(1);
+        let mut g = running(&cfg, &ids);
+        let mut fx = Effects::default();
+        let spec = TaskSpec::new(crate::task::HostKind::new("algo").unwrap());
+        let mut made = Vec::new();
+        for i in 0..6 {
+            let job = ids.next_id(at(10 + i));
+            let op = Op::RegisterTask {
+                job,
+                spec: spec.clone(),
+            };
+            g.apply(&cfg, &cmd(10 + i, op), &mut fx).unwrap();
+            made.push(job);
+        }
+        // The two newest end; four stay live, one more than can be kept.
+        for (i, &job) in made[4..].iter().enumerate() {
+            let op = Op::Report {
+                job,
+                epoch: Epoch(0),
+                report: Report::Succeeded,
+            };
+            g.apply(&cfg, &cmd(20 + i as u64, op), &mut fx).unwrap();
+        }
+        let token_before = g.t.tokens.token(&g.fence, g.epoch);
+        let restart = ids.next_id(at(30));
+        g.apply(&cfg, &cmd(30, Op::ForceRestart { job: restart }), &mut fx)
+            .unwrap();
+        // Retained: the three newest of the four that were live.
+        let kept: Vec<JobId> = g.t.done.iter().map(|t| t.id).collect();
+        assert_eq!(kept, made[1..4]);
+        assert!(g.task(made[0]).is_none());
+        for t in g.t.done.iter() {
+            assert_eq!(t.reason, Some(FailReason::ForceRestarted(restart)));
+        }
+        // A token of the new epoch is not one of the old epoch's chunk:
+        // the old one reads void, the new one live.
+        let token_after = g.t.tokens.token(&g.fence, g.epoch);
+        g.fence.set(g.epoch, false);
+        assert!(token_before.is_void() && !token_after.is_void());
     }
 
     #[test]

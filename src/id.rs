@@ -9,7 +9,9 @@
 //! ([`RequestId`]).
 
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::sync::Arc;
@@ -84,16 +86,68 @@ pub(crate) fn quote_input(s: &str) -> String {
     out
 }
 
+/// The hash of a project or graph id, computed once when the id is made:
+/// SipHash-1-3 (std's `RandomState`) under a key drawn at random once per
+/// process, so that ids a client chooses cannot be made to collide, and a
+/// lookup by key hashes nothing (see [`GraphKey`]'s `Hash`).
+fn id_hash(s: &str) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::new).hash_one(s)
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $kind:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone)]
         #[cfg_attr(
             feature = "serde",
             derive(serde::Deserialize),
             serde(try_from = "String")
         )]
-        pub struct $name(Arc<str>);
+        pub struct $name {
+            s: Arc<str>,
+            /// [`id_hash`] of `s`.
+            hash: u64,
+        }
+
+        impl $name {
+            fn from_checked(s: Arc<str>) -> Self {
+                let hash = id_hash(&s);
+                Self { s, hash }
+            }
+        }
+
+        /// Equal ids have equal hashes: those are compared first, the
+        /// strings only when the hashes agree.
+        impl PartialEq for $name {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                self.hash == other.hash && (Arc::ptr_eq(&self.s, &other.s) || self.s == other.s)
+            }
+        }
+
+        impl Eq for $name {}
+
+        /// Writes the hash computed when the id was made.
+        impl Hash for $name {
+            #[inline]
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                state.write_u64(self.hash);
+            }
+        }
+
+        /// In string order.
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.s.cmp(&other.s)
+            }
+        }
 
         impl $name {
             /// Validates `s` and makes an id of it.
@@ -105,13 +159,13 @@ macro_rules! name_type {
             /// `[A-Za-z0-9_-]`.
             pub fn new(s: &str) -> Result<Self, Error> {
                 validate_name($kind, s)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self::from_checked(Arc::from(s)))
             }
 
             /// The id as a string.
             #[inline]
             pub fn as_str(&self) -> &str {
-                &self.0
+                &self.s
             }
         }
 
@@ -124,19 +178,19 @@ macro_rules! name_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(&self.s)
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{:?}", &*self.0)
+                write!(f, "{:?}", &*self.s)
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                &self.s
             }
         }
 
@@ -145,7 +199,7 @@ macro_rules! name_type {
             type Error = Error;
             fn try_from(s: String) -> Result<Self, Error> {
                 validate_name($kind, &s)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self::from_checked(Arc::from(s)))
             }
         }
 
@@ -153,7 +207,7 @@ macro_rules! name_type {
         #[cfg(feature = "serde")]
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(&self.s)
             }
         }
     };
@@ -179,7 +233,7 @@ name_type!(
 /// assert_eq!(key.to_string(), "tenant-a/movies");
 /// assert!(GraphKey::parse("tenant-a", "../etc").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraphKey {
     /// The owning project.
@@ -201,6 +255,21 @@ impl GraphKey {
     /// [`Error::InvalidId`] naming the part that is malformed.
     pub fn parse(project: &str, graph: &str) -> Result<Self, Error> {
         Ok(Self::new(ProjectId::new(project)?, GraphId::new(graph)?))
+    }
+
+    /// One 64-bit hash of the key, from the hashes its ids got when they
+    /// were made: no byte of either id is read.
+    #[inline]
+    pub(crate) fn hash64(&self) -> u64 {
+        self.project.hash.rotate_left(32) ^ self.graph.hash
+    }
+}
+
+/// Writes [`GraphKey::hash64`]: one `u64`, whatever the ids' lengths.
+impl Hash for GraphKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash64());
     }
 }
 

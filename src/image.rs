@@ -56,7 +56,7 @@ use crate::graph::{Answered, GraphData, Requests, Task};
 use crate::id::{Epoch, GraphId, GraphKey, IdKind, JobId, ProjectId, RequestId};
 use crate::registry::Absent;
 use crate::state::{GraphState, Operation};
-use crate::task::{CancelToken, FailReason, HostKind, Payload, TaskKind, TaskStatus};
+use crate::task::{FailReason, HostKind, Payload, TaskKind, TaskStatus};
 use crate::time::Timestamp;
 
 const MAGIC: &[u8; 8] = b"GLIMAGE\0";
@@ -212,7 +212,7 @@ impl WindowImage {
 
 impl GraphImage {
     pub(crate) fn of(d: &GraphData) -> Self {
-        let mut live: Vec<&Task> = d.live.values().collect();
+        let mut live: Vec<&Task> = d.t.live.values().collect();
         live.sort_unstable_by_key(|t| t.seq);
         Self {
             key: d.key.clone(),
@@ -223,7 +223,7 @@ impl GraphImage {
             next_seq: d.next_seq,
             lifecycle: d.lifecycle,
             live: live.into_iter().map(TaskImage::of).collect(),
-            done: d.done.iter().map(TaskImage::of).collect(),
+            done: d.t.done.iter().map(TaskImage::of).collect(),
             window: WindowImage::of(&d.requests),
         }
     }
@@ -254,10 +254,10 @@ impl GraphImage {
             }
             let mut task = t.task();
             if let Some(d) = task.deadline {
-                g.deadlines.insert((d, task.id));
+                g.t.deadlines.insert((d, task.id));
             }
-            task.token = Some(CancelToken::new(&g.fence, g.epoch));
-            g.live.insert(task.id, task);
+            task.token = Some(g.t.tokens.token(&g.fence, g.epoch));
+            g.t.live.insert(task.id, task);
         }
         for t in &self.done {
             if !t.status.is_terminal()
@@ -267,11 +267,11 @@ impl GraphImage {
             {
                 return bad(format!("retained task {} is not a valid ended task", t.id));
             }
-            g.done.push(t.task(), usize::MAX);
+            g.t.done.push(t.task(), usize::MAX);
         }
         let job_kind = g
             .lifecycle
-            .and_then(|id| g.live.get(&id))
+            .and_then(|id| g.t.live.get(&id))
             .and_then(|t| t.kind.lifecycle());
         if job_kind != g.state.job_kind() || (g.lifecycle.is_some() && job_kind.is_none()) {
             return bad(format!(

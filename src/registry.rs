@@ -19,10 +19,10 @@
 //!    no create slips in between.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::Config;
-use crate::graph::{Effects, GraphData, Requests};
+use crate::graph::{GraphData, Requests};
 use crate::id::{Epoch, GraphId, GraphKey, ProjectId};
 use crate::state::GraphState;
 use crate::sync::{
@@ -37,9 +37,6 @@ const NO_DEADLINE: u64 = u64::MAX;
 /// What the graph's mutex guards.
 pub(crate) struct Slot {
     pub(crate) data: GraphData,
-    /// Reused between commands, so a command allocates nothing for its
-    /// effects in the common case.
-    pub(crate) fx: Effects,
 }
 
 /// A graph in the registry.
@@ -63,10 +60,7 @@ impl GraphCell {
         Self {
             word: AtomicU64::new(word),
             deadline: AtomicU64::new(NO_DEADLINE),
-            slot: Mutex::new(Slot {
-                data,
-                fx: Effects::default(),
-            }),
+            slot: Mutex::new(Slot { data }),
         }
     }
 
@@ -126,13 +120,40 @@ fn pack(state: GraphState, epoch: Epoch) -> u64 {
     (epoch.0.min(u64::MAX >> 8) << 8) | u64::from(state.code())
 }
 
-type Map = HashMap<GraphKey, Arc<GraphCell>>;
+/// The shards' hasher: a key's [`Hash`](std::hash::Hash) writes one
+/// `u64`, [`GraphKey::hash64`], made of its ids' keyed hashes, which this
+/// passes through. A lookup by key so hashes nothing: the ids were hashed
+/// once, when they were made, with a per-process random key, so clients
+/// cannot choose colliding keys.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    /// Not reached: a key writes one `u64`. Mixes the bytes in all the
+    /// same, so that a map of this hasher stays a map.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
+
+type Map = HashMap<GraphKey, Arc<GraphCell>, BuildHasherDefault<KeyHasher>>;
 type Shard = RwLock<Map>;
 
 /// Graphs by key, and by project for listings.
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
-    hasher: RandomState,
     projects: RwLock<Index>,
     absent: Mutex<Absent>,
 }
@@ -275,17 +296,17 @@ impl Registry {
     pub(crate) fn new(shards: usize) -> Self {
         let n = shards.clamp(1, 1 << 16);
         Self {
-            shards: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..n).map(|_| RwLock::new(Map::default())).collect(),
             projects: RwLock::new(Index::default()),
             absent: Mutex::new(Absent::default()),
         }
     }
 
+    /// The key's shard: the high half of its hash (the maps inside use
+    /// the low bits, and the top seven).
     #[inline]
     fn shard_index(&self, key: &GraphKey) -> usize {
-        let h = self.hasher.hash_one(key);
-        (h % self.shards.len() as u64) as usize
+        ((key.hash64() >> 32) % self.shards.len() as u64) as usize
     }
 
     #[inline]

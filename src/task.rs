@@ -349,13 +349,86 @@ impl fmt::Display for FailReason {
 /// assert!(job.token.is_void());
 /// ```
 #[derive(Clone)]
-pub struct CancelToken(Arc<TokenState>);
+pub struct CancelToken {
+    chunk: Arc<TokenChunk>,
+    slot: u8,
+}
 
-struct TokenState {
-    /// `LIVE`, `VOID` (fired) or `SUCCEEDED` (settled: never void).
-    state: AtomicU8,
+/// How many tokens share one allocation: a chunk's states fill one cache
+/// line. Small under loom, whose atomics are costly to model.
+#[cfg(not(loom))]
+const CHUNK: usize = 64;
+#[cfg(loom)]
+const CHUNK: usize = 2;
+
+/// Tokens of one graph and one epoch, allocated together: one allocation,
+/// and one free, for up to [`CHUNK`] tasks. A slot is used by one task and
+/// never reused; the chunk is freed when its last token is dropped.
+struct TokenChunk {
+    /// `LIVE`, `VOID` (fired) or `SUCCEEDED` (settled: never void), per
+    /// slot.
+    states: [AtomicU8; CHUNK],
     fence: Arc<Fence>,
+    /// The epoch every token of the chunk was made in.
     epoch: u64,
+}
+
+impl TokenChunk {
+    fn new(fence: &Arc<Fence>, epoch: Epoch) -> Arc<Self> {
+        Arc::new(Self {
+            states: std::array::from_fn(|_| AtomicU8::new(LIVE)),
+            fence: fence.clone(),
+            epoch: epoch.0,
+        })
+    }
+}
+
+/// A graph's token allocator: hands out the slots of its current chunk,
+/// and starts a new chunk when that one is full or the epoch moved on.
+#[derive(Default)]
+pub(crate) struct TokenPool {
+    chunk: Option<Arc<TokenChunk>>,
+    used: usize,
+}
+
+impl TokenPool {
+    /// A pool with no chunk yet.
+    pub(crate) const fn new() -> Self {
+        Self {
+            chunk: None,
+            used: 0,
+        }
+    }
+
+    /// A live token of `epoch` under `fence`.
+    pub(crate) fn token(&mut self, fence: &Arc<Fence>, epoch: Epoch) -> CancelToken {
+        let chunk = match &self.chunk {
+            Some(c) if self.used < CHUNK && c.epoch == epoch.0 => c.clone(),
+            _ => {
+                let c = TokenChunk::new(fence, epoch);
+                self.chunk = Some(c.clone());
+                self.used = 0;
+                c
+            }
+        };
+        let slot = self.used as u8;
+        self.used += 1;
+        CancelToken { chunk, slot }
+    }
+
+    /// Lets go of the current chunk (a graph that is removed, or whose
+    /// tasks all ended, need not keep it).
+    pub(crate) fn release(&mut self) {
+        self.chunk = None;
+    }
+}
+
+impl fmt::Debug for TokenPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPool")
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
 }
 
 const LIVE: u8 = 0;
@@ -363,9 +436,8 @@ const VOID: u8 = 1;
 const SUCCEEDED: u8 = 2;
 
 /// A graph's fence: the epoch whose tokens are still valid, or
-/// [`Fence::REMOVED`]. Aligned so that tokens reading it do not share a
-/// cache line with the reference counts next to it.
-#[repr(align(64))]
+/// [`Fence::REMOVED`]. Its reference count changes once per chunk of
+/// tokens, not per token, so it needs no cache line of its own.
 #[derive(Debug)]
 pub(crate) struct Fence(AtomicU64);
 
@@ -389,40 +461,43 @@ impl Fence {
 }
 
 impl CancelToken {
-    pub(crate) fn new(fence: &Arc<Fence>, epoch: Epoch) -> Self {
-        Self(Arc::new(TokenState {
-            state: AtomicU8::new(LIVE),
-            fence: fence.clone(),
-            epoch: epoch.0,
-        }))
+    /// A token of its own chunk: for the rare token made outside a
+    /// graph's pool (a retried registration of a task that ended).
+    pub(crate) fn single(fence: &Arc<Fence>, epoch: Epoch) -> Self {
+        TokenPool::default().token(fence, epoch)
+    }
+
+    #[inline]
+    fn state(&self) -> &AtomicU8 {
+        &self.chunk.states[usize::from(self.slot)]
     }
 
     /// Whether the task is over and its work void. One or two atomic
     /// loads. The token of a task that succeeded never goes void.
     #[inline]
     pub fn is_void(&self) -> bool {
-        match self.0.state.load(Ordering::Acquire) {
-            LIVE => self.0.fence.0.load(Ordering::Acquire) != self.0.epoch,
+        match self.state().load(Ordering::Acquire) {
+            LIVE => self.chunk.fence.0.load(Ordering::Acquire) != self.chunk.epoch,
             s => s == VOID,
         }
     }
 
     /// A token that is void already, for a task that is gone.
     pub(crate) fn voided() -> Self {
-        let token = Self::new(&Fence::new(Epoch::ZERO), Epoch::ZERO);
+        let token = Self::single(&Fence::new(Epoch::ZERO), Epoch::ZERO);
         token.fire();
         token
     }
 
     /// The task failed, was cancelled or timed out.
     pub(crate) fn fire(&self) {
-        self.0.state.store(VOID, Ordering::Release);
+        self.state().store(VOID, Ordering::Release);
     }
 
     /// The task succeeded: the token stays valid whatever the graph does
     /// next.
     pub(crate) fn settle(&self) {
-        self.0.state.store(SUCCEEDED, Ordering::Release);
+        self.state().store(SUCCEEDED, Ordering::Release);
     }
 }
 

@@ -34,6 +34,16 @@ pub(crate) struct TimedQueue<T: Timed, S> {
     index: HashMap<T::Id, Key, S>,
 }
 
+impl<T: Timed> TimedQueue<T, std::hash::BuildHasherDefault<crate::graph::IdHasher>> {
+    /// An empty queue, in a constant.
+    pub(crate) const fn new() -> Self {
+        Self {
+            items: VecDeque::new(),
+            index: HashMap::with_hasher(std::hash::BuildHasherDefault::new()),
+        }
+    }
+}
+
 impl<T: Timed, S: Default> Default for TimedQueue<T, S> {
     fn default() -> Self {
         Self {
@@ -52,6 +62,15 @@ impl<T: Timed, S: BuildHasher> TimedQueue<T, S> {
     /// The entry with this id.
     pub(crate) fn get(&self, id: &T::Id) -> Option<&T> {
         self.items.get(self.position(id)?)
+    }
+
+    /// Makes room for `n` more entries at once, the queue holding at most
+    /// `cap`: for the tasks one step ends together.
+    pub(crate) fn reserve(&mut self, n: usize, cap: usize) {
+        let len = self.items.len();
+        let want = (len + n).min(cap.max(len));
+        self.items.reserve_exact(want.saturating_sub(len));
+        self.index.reserve(want.saturating_sub(len));
     }
 
     /// Adds an entry, keeping the order; the queue's capacity doubles up
@@ -103,11 +122,6 @@ impl<T: Timed, S: BuildHasher> TimedQueue<T, S> {
     /// Oldest first.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
         self.items.iter()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.items.clear();
-        self.index.clear();
     }
 }
 

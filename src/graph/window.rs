@@ -37,10 +37,11 @@ impl Timed for Answered {
 /// The answers of one key, oldest first, bounded by
 /// [`Config::request_window`] entries and [`Config::request_window_age`].
 /// Request ids come from clients, so the index hashes them with a keyed
-/// hash.
+/// hash. The queue is allocated with the first answer: a graph whose
+/// commands carry no request id spends one pointer on its window.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Requests {
-    queue: TimedQueue<Answered, RandomState>,
+    queue: Option<Box<TimedQueue<Answered, RandomState>>>,
     /// The next entry's `n`.
     next: u64,
 }
@@ -52,7 +53,7 @@ impl Requests {
     /// else.
     pub(crate) fn answer(&self, cfg: &Config, cmd: &Command) -> Option<Result<Outcome, Error>> {
         let id = cmd.request.as_ref()?;
-        let e = self.queue.get(id)?;
+        let e = self.queue.as_ref()?.get(id)?;
         let fresh = cfg
             .request_window_age
             .is_none_or(|age| e.at.saturating_add(age) > cmd.at);
@@ -87,26 +88,28 @@ impl Requests {
         asked: Asked,
         answer: Result<Outcome, Error>,
     ) {
-        self.queue.remove(&id);
+        if let Some(q) = &mut self.queue {
+            q.remove(&id);
+        }
         let cap = cfg.request_window;
         if cap == 0 {
             return;
         }
+        let queue = self.queue.get_or_insert_with(Box::default);
         if let Some(age) = cfg.request_window_age {
-            while self
-                .queue
+            while queue
                 .front()
                 .is_some_and(|e| e.at.saturating_add(age) <= now)
             {
-                self.queue.pop_front();
+                queue.pop_front();
             }
         }
-        while self.queue.len() >= cap {
-            self.queue.pop_front();
+        while queue.len() >= cap {
+            queue.pop_front();
         }
         let n = self.next;
         self.next += 1;
-        self.queue.push(
+        queue.push(
             Answered {
                 id,
                 at: now,
@@ -120,20 +123,20 @@ impl Requests {
 
     /// The time of the newest entry.
     pub(crate) fn newest(&self) -> Option<Timestamp> {
-        self.queue.iter().map(|e| e.at).max()
+        self.iter().map(|e| e.at).max()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len() == 0
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.as_ref().map_or(0, |q| q.len())
     }
 
     /// Oldest first.
-    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Answered> {
-        self.queue.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Answered> {
+        self.queue.iter().flat_map(|q| q.iter())
     }
 
     pub(crate) fn next_n(&self) -> u64 {
@@ -143,17 +146,17 @@ impl Requests {
     /// A window rebuilt from an image: `entries` with unique ids and
     /// orders below `next`.
     pub(crate) fn rebuild(next: u64, entries: Vec<Answered>) -> Result<Self, String> {
-        let mut w = Requests {
-            queue: TimedQueue::default(),
-            next,
-        };
+        let mut queue: TimedQueue<Answered, RandomState> = TimedQueue::default();
         for e in entries {
-            if e.n >= next || w.queue.get(&e.id).is_some() {
+            if e.n >= next || queue.get(&e.id).is_some() {
                 return Err(format!("request {} is not a valid window entry", e.id));
             }
-            w.queue.push(e, usize::MAX);
+            queue.push(e, usize::MAX);
         }
-        Ok(w)
+        Ok(Requests {
+            queue: (!queue.is_empty()).then(|| Box::new(queue)),
+            next,
+        })
     }
 }
 

@@ -446,10 +446,10 @@ impl Engine {
             if let Some(cell) = index.cell(key) {
                 let mut slot = cell.slot.lock();
                 let slot = &mut *slot;
-                let mut fx = Effects::cached(sh.events.active());
-                let outcome = slot.data.apply(&sh.config, cmd, &mut fx);
-                let mut a = self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
-                fx.recycle();
+                let mut a = Effects::with(sh.events.active(), |fx| {
+                    let outcome = slot.data.apply(&sh.config, cmd, fx);
+                    self.settle(cmd, &cell, &slot.data, fx, outcome, route, append)
+                });
                 if slot.data.removed && a.outcome.is_ok() && !a.repeated {
                     index.unlink(key);
                     let window = std::mem::take(&mut slot.data.requests);
@@ -460,37 +460,34 @@ impl Engine {
                 a.cell = Some(cell.clone());
                 return a;
             }
-            let mut fx = Effects::cached(sh.events.active());
-            let count = (index.count(), index.project_count(&key.project));
-            let (outcome, made) =
-                index
-                    .absent()
-                    .with_window(key, sh.config.max_absent_windows, |w| {
-                        apply_absent(&sh.config, cmd, w, count, &mut fx)
-                    });
-            let Some(data) = made else {
-                let a = self.settle_absent(cmd, &mut fx, outcome, append);
-                fx.recycle();
-                return a;
-            };
-            let cell = Arc::new(GraphCell::new(data));
-            index.insert(key, cell.clone());
-            let slot = cell.slot.lock();
-            let mut a = self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
-            fx.recycle();
-            a.cell = Some(cell.clone());
-            return a;
+            return Effects::with(sh.events.active(), |fx| {
+                let count = (index.count(), index.project_count(&key.project));
+                let (outcome, made) =
+                    index
+                        .absent()
+                        .with_window(key, sh.config.max_absent_windows, |w| {
+                            apply_absent(&sh.config, cmd, w, count, fx)
+                        });
+                let Some(data) = made else {
+                    return self.settle_absent(cmd, fx, outcome, append);
+                };
+                let cell = Arc::new(GraphCell::new(data));
+                index.insert(key, cell.clone());
+                let slot = cell.slot.lock();
+                let mut a = self.settle(cmd, &cell, &slot.data, fx, outcome, route, append);
+                a.cell = Some(cell.clone());
+                a
+            });
         }
         loop {
             if let Some(cell) = sh.registry.get(key) {
                 let mut slot = cell.slot.lock();
                 let slot = &mut *slot;
                 if !slot.data.removed {
-                    let mut fx = Effects::cached(sh.events.active());
-                    let outcome = slot.data.apply(&sh.config, cmd, &mut fx);
-                    let mut a =
-                        self.settle(cmd, &cell, &slot.data, &mut fx, outcome, route, append);
-                    fx.recycle();
+                    let mut a = Effects::with(sh.events.active(), |fx| {
+                        let outcome = slot.data.apply(&sh.config, cmd, fx);
+                        self.settle(cmd, &cell, &slot.data, fx, outcome, route, append)
+                    });
                     a.cell = Some(cell.clone());
                     return a;
                 }
@@ -511,15 +508,14 @@ impl Engine {
                 // Created meanwhile: apply to it.
                 continue;
             };
-            let mut fx = Effects::cached(false);
-            let outcome = held
-                .absent
-                .with_window(key, sh.config.max_absent_windows, |w| {
-                    apply_absent(&sh.config, cmd, w, (0, 0), &mut fx).0
-                });
-            let a = self.settle_absent(cmd, &mut fx, outcome, append);
-            fx.recycle();
-            return a;
+            return Effects::with(false, |fx| {
+                let outcome = held
+                    .absent
+                    .with_window(key, sh.config.max_absent_windows, |w| {
+                        apply_absent(&sh.config, cmd, w, (0, 0), fx).0
+                    });
+                self.settle_absent(cmd, fx, outcome, append)
+            });
         }
     }
 

@@ -163,26 +163,41 @@ pub(crate) struct Effects {
 }
 
 std::thread_local! {
-    /// A thread's spare [`Effects`]: a command takes it and gives it back,
-    /// so that its buffers are reused from one command to the next without
+    /// A thread's [`Effects`]: its commands use them one after the other,
+    /// so that the buffers are reused from one command to the next without
     /// every graph carrying buffers of its own.
-    static SPARE: std::cell::Cell<Option<Effects>> = const { std::cell::Cell::new(None) };
+    static SPARE: std::cell::RefCell<Effects> = std::cell::RefCell::new(Effects::default());
 }
 
 impl Effects {
-    /// The calling thread's spare effects (new ones if it has none), reset
-    /// for a command.
-    pub(crate) fn cached(record: bool) -> Self {
-        let mut fx = SPARE.take().unwrap_or_default();
-        fx.reset(record);
-        fx
+    /// Runs `f` on the calling thread's effects, reset for a command, and
+    /// empties them after; buffers a big step grew are let go, so a thread
+    /// keeps little between commands. Should the thread's effects be in
+    /// use already (a model checker running several threads on one),
+    /// fresh ones stand in.
+    pub(crate) fn with<R>(record: bool, f: impl FnOnce(&mut Effects) -> R) -> R {
+        SPARE.with(|spare| match spare.try_borrow_mut() {
+            Ok(mut fx) => {
+                fx.reset(record);
+                let out = f(&mut fx);
+                fx.trim();
+                out
+            }
+            Err(_) => {
+                let mut fx = Effects::default();
+                fx.reset(record);
+                f(&mut fx)
+            }
+        })
     }
 
-    /// Gives the buffers back to the calling thread, emptied; buffers a big
-    /// step grew are let go, so a thread keeps little between commands.
-    pub(crate) fn recycle(mut self) {
+    /// Empties the buffers, and lets go of any grown past a few pages.
+    fn trim(&mut self) {
         const KEEP: usize = 1024;
-        self.reset(false);
+        self.jobs.clear();
+        self.ticket = None;
+        self.void.clear();
+        self.changes.clear();
         if self.void.capacity() > KEEP {
             self.void = Vec::new();
         }
@@ -192,7 +207,6 @@ impl Effects {
         if self.jobs.capacity() > KEEP {
             self.jobs = Vec::new();
         }
-        SPARE.set(Some(self));
     }
 
     #[inline]

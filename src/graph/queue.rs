@@ -78,7 +78,7 @@ impl<T: Timed, S: BuildHasher> TimedQueue<T, S> {
     pub(crate) fn push(&mut self, entry: T, cap: usize) {
         let len = self.items.len();
         if len == self.items.capacity() {
-            let want = (len * 2).max(4).min(cap.max(len + 1));
+            let want = (len * 2).max(1).min(cap.max(len + 1));
             self.items.reserve_exact(want - len);
         }
         let key = entry.key();

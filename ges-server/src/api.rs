@@ -18,6 +18,8 @@
 //! | `POST /v2/{p}/graphs/{g}/clear-graph` | [`Engine::clear`] |
 //! | `GET /v2/{p}/graphs/{g}/jobs/{j}/status` | [`Engine::task`] |
 //! | `GET /v2/{p}/graphs/jobs` | [`Engine::project_tasks`], or [`Engine::tasks`] with `graph_name` |
+//!
+//! The service plane's routes (`/ges/v1.0/...`) are in [`crate::service`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +87,9 @@ pub struct ApiState {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Bytes of bodies being read ahead of their signature check.
     pub(crate) unverified: crate::gate::BodyBudget,
+    /// The real engine's graph data, for the service plane (none with the
+    /// simulated host or an embedder's engine).
+    pub(crate) store: Option<Arc<crate::host::Inner>>,
 }
 
 impl ApiState {
@@ -97,6 +102,7 @@ impl ApiState {
             max_live_jobs_per_project: None,
             metrics: None,
             unverified: crate::gate::BodyBudget::new(limits.max_unverified_body_bytes),
+            store: None,
         }
     }
 
@@ -123,7 +129,7 @@ impl ApiState {
 
     /// Refuses a job-starting call of a project that runs as many live
     /// jobs as its quota allows.
-    fn job_quota(&self, project: &ProjectId) -> Result<(), ApiError> {
+    pub(crate) fn job_quota(&self, project: &ProjectId) -> Result<(), ApiError> {
         let Some(quota) = self.max_live_jobs_per_project else {
             return Ok(());
         };
@@ -164,6 +170,7 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{graph}/export-graph"), post(export_graph))
         .route(&format!("{graph}/clear-graph"), post(clear_graph))
         .route(&format!("{graph}/jobs/{{job_id}}/status"), get(show_job))
+        .merge(crate::service::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -172,6 +179,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(crate::service::service_errors))
         .with_state(state)
 }
 
@@ -276,7 +284,7 @@ fn job_started(job: JobId) -> ApiResult {
 
 // ---- extractors -----------------------------------------------------------
 
-fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
     params
         .iter()
         .find(|(k, _)| *k == name)
@@ -284,7 +292,7 @@ fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError::internal(format!("the route has no {name} parameter")))
 }
 
-async fn raw_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
+pub(crate) async fn raw_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
     RawPathParams::from_request_parts(parts, &())
         .await
         .map_err(|_| ApiError::invalid_parameter("a path parameter is not valid UTF-8"))
@@ -394,7 +402,7 @@ impl ReqBody {
 
     /// The body as `T`: 400 for anything that is not a JSON object of
     /// that shape.
-    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if !self.0.trim_ascii().starts_with(b"{") {
             return Err(ApiError::invalid_request(
                 "the request body must be a JSON object",
@@ -466,11 +474,11 @@ impl Query {
         Ok(Query(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
-    fn usize(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+    pub(crate) fn usize(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
         let Some(v) = self.get(name) else {
             return Ok(default);
         };
@@ -561,6 +569,9 @@ async fn delete_graph(
     q.bool("keep_backup")?;
     q.bool("delete_eip")?;
     st.engine.request(req).remove_graph(&key)?;
+    if let Some(store) = &st.store {
+        store.forget(&key);
+    }
     ok(&wire::JobIdResponse {
         job_id: String::new(),
     })

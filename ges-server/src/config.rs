@@ -56,8 +56,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The core's limits.
     pub engine: EngineConfig,
-    /// The simulated engine host.
+    /// The simulated engine host (off by default).
     pub simulation: SimulationConfig,
+    /// The real engine: graph data, import and export roots, caps.
+    pub store: StoreConfig,
     /// Where the engine keeps its journal.
     pub storage: StorageConfig,
     /// The Prometheus endpoint.
@@ -374,13 +376,12 @@ impl JobTiming {
     }
 }
 
-/// `[simulation]`: the simulated engine host the server carries by
-/// default.
+/// `[simulation]`: the simulated engine host, which runs instead of the
+/// real engine when enabled (`--simulate`), for demos of long jobs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulationConfig {
-    /// Whether to run it (default yes). Without it and without an engine
-    /// of the embedder's, job-starting calls answer 503.
+    /// Whether to run it instead of the real engine (default no).
     pub enabled: bool,
     /// Worker threads (default 4).
     pub workers: usize,
@@ -404,7 +405,7 @@ pub struct SimulationConfig {
 impl Default for SimulationConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             workers: 4,
             poll_ms: 20,
             start: JobTiming::new(2_000, 4),
@@ -440,6 +441,61 @@ impl SimulationConfig {
             LifecycleKind::Export => &mut self.export,
             LifecycleKind::Clear => &mut self.clear,
         } = timing;
+    }
+}
+
+/// `[store]`: the real engine (`graph-lifecycle-store`), which runs the
+/// jobs unless `[simulation] enabled` is set. Graph data is kept in the
+/// data directory (`<storage.dir>/graphs`), or in memory with
+/// `[storage] in_memory`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Whether the real engine runs (default yes). With neither it nor the
+    /// simulation, job-starting calls answer 503.
+    pub enabled: bool,
+    /// Where imports read: `obs://bucket/key` is `<import_root>/bucket/key`
+    /// (default `ges-import`, relative to the working directory).
+    pub import_root: std::path::PathBuf,
+    /// Where exports write, likewise (default `ges-export`).
+    pub export_root: std::path::PathBuf,
+    /// Threads running lifecycle jobs (default 2).
+    pub workers: usize,
+    /// Threads running asynchronous algorithm tasks (default 2).
+    pub algorithm_workers: usize,
+    /// Most vertices a graph may hold (default 10,000,000).
+    pub max_vertices: u64,
+    /// Most edges a graph may hold (default 50,000,000).
+    pub max_edges: u64,
+    /// Most bytes of properties a graph may hold (default 1 GiB, at most
+    /// 4 GiB).
+    pub max_property_bytes: u64,
+    /// Most algorithm results kept for paging (default 64); the oldest
+    /// goes first.
+    pub max_retained_results: usize,
+    /// Most bytes the kept results may take, roughly (default 256 MiB);
+    /// the oldest go first, the newest is always kept.
+    pub max_result_bytes: usize,
+    /// Synchronous queries (k-hop, shortest path) run at once (default 4);
+    /// more wait their turn.
+    pub max_sync_queries: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            import_root: std::path::PathBuf::from("ges-import"),
+            export_root: std::path::PathBuf::from("ges-export"),
+            workers: 2,
+            algorithm_workers: 2,
+            max_vertices: 10_000_000,
+            max_edges: 50_000_000,
+            max_property_bytes: 1 << 30,
+            max_retained_results: 64,
+            max_result_bytes: 256 << 20,
+            max_sync_queries: 4,
+        }
     }
 }
 
@@ -572,6 +628,22 @@ impl Config {
                     .into(),
             );
         }
+        let st = &self.store;
+        if !(1..=256).contains(&st.workers) || !(1..=256).contains(&st.algorithm_workers) {
+            return bad("store.workers and store.algorithm_workers must be in 1..=256".into());
+        }
+        if st.max_property_bytes > u64::from(u32::MAX) {
+            return bad("store.max_property_bytes is over 4 GiB".into());
+        }
+        if st.max_vertices > u64::from(u32::MAX - 1) || st.max_edges > u64::from(u32::MAX - 1) {
+            return bad("store.max_vertices and store.max_edges must be below 2^32 - 1".into());
+        }
+        if st.max_retained_results == 0 || !(1..=1024).contains(&st.max_sync_queries) {
+            return bad(
+                "store.max_retained_results must be at least 1, store.max_sync_queries in 1..=1024"
+                    .into(),
+            );
+        }
         let sim = &self.simulation;
         if sim.enabled && !(1..=256).contains(&sim.workers) {
             return bad(format!(
@@ -649,7 +721,8 @@ mod tests {
     fn an_empty_file_is_the_defaults() {
         let cfg = Config::from_toml_str("").unwrap();
         assert_eq!(cfg.server.listen, "127.0.0.1:7480");
-        assert!(cfg.simulation.enabled);
+        assert!(!cfg.simulation.enabled, "the real engine is the default");
+        assert!(cfg.store.enabled);
         assert!(cfg.auth.tokens.is_empty());
     }
 

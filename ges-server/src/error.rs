@@ -77,6 +77,9 @@ pub mod codes {
     /// The server reads as many request bodies ahead of their signature
     /// check as its budget allows (503; retry).
     pub const SERVER_BUSY: &str = "GES.9015";
+    /// A service-plane query on a graph whose state does not serve
+    /// queries (stopped, starting, clearing, restarting, ...) (409).
+    pub const NOT_SERVING: &str = "GES.9016";
 }
 
 /// The GES code of a core error (the table is in `docs/REST.md`).

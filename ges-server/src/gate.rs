@@ -17,7 +17,8 @@
 //!    the budget whatever the number of connections.
 //! 3. A signature is checked over the method, URI, signed headers and
 //!    body (401).
-//! 4. A path `/v2/{project_id}/...` must name a project the credential
+//! 4. A path `/v2/{project_id}/...` (or the service plane's
+//!    `/ges/v1.0/{project_id}/...`) must name a project the credential
 //!    covers, and an `X-Project-Id` header, if sent, must name the same
 //!    project (403).
 //!
@@ -259,7 +260,9 @@ fn later(d: std::time::Duration) -> Instant {
 
 /// The decoded `{project_id}` of a `/v2/{project_id}/...` path.
 pub(crate) fn path_project(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/v2/")?;
+    let rest = path
+        .strip_prefix("/v2/")
+        .or_else(|| path.strip_prefix("/ges/v1.0/"))?;
     let raw = rest.split('/').next()?;
     Some(
         percent_encoding::percent_decode_str(raw)
@@ -295,6 +298,11 @@ mod tests {
         assert_eq!(path_project("/v2/de%6Do/graphs").as_deref(), Some("demo"));
         assert_eq!(path_project("/v2/").as_deref(), Some(""));
         assert_eq!(path_project("/v1/demo/graphs"), None);
+        assert_eq!(
+            path_project("/ges/v1.0/demo/graphs/g/vertices/detail").as_deref(),
+            Some("demo")
+        );
+        assert_eq!(path_project("/ges/v2/demo/graphs"), None);
         assert_eq!(path_project("/"), None);
     }
 }

@@ -24,7 +24,12 @@
 //!   bounded body, signature, project scope.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`config`]: the TOML configuration file.
-//! - [`sim`]: the simulated engine host and the deadline pump.
+//! - [`host`]: the real engine host: workers that import, export, clear,
+//!   load and unload graph data (`graph-lifecycle-store`), and run
+//!   algorithms.
+//! - [`service`]: the GES service plane: vertex queries and algorithms.
+//! - [`sim`]: the simulated engine host (`--simulate`) and the deadline
+//!   pump.
 //! - [`server`]: binding, serving and graceful shutdown.
 //!
 //! # Serving
@@ -62,8 +67,10 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod gate;
+pub mod host;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod sim;
 mod tls;
 pub mod wire;
@@ -72,5 +79,6 @@ pub use api::{ApiState, Limits, router};
 pub use auth::{AuthError, Authenticator, Principal};
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use host::StoreHost;
 pub use server::{BoundServer, Server, ServerError, ServerHandle, ShutdownReport, shutdown_signal};
 pub use sim::{DeadlinePump, SimHost};

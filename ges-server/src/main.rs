@@ -1,5 +1,6 @@
-//! `ges-server`: the GES management API over the lifecycle core, with a
-//! simulated engine host. Run with `--help` for the options.
+//! `ges-server`: the GES management and service APIs over the lifecycle
+//! core, with a real graph engine (or a simulated host). Run with `--help`
+//! for the options.
 
 use std::process::ExitCode;
 
@@ -8,8 +9,8 @@ use ges_server::config::{JobTiming, KINDS, TokenEntry};
 use ges_server::{Config, Server, shutdown_signal};
 use graph_lifecycle::LifecycleKind;
 
-/// Serves the Graph Engine Service management API (v2) over the
-/// graph-lifecycle core, with a simulated engine host by default.
+/// Serves the Graph Engine Service management API (v2) and service plane
+/// over the graph-lifecycle core, with a real graph engine by default.
 #[derive(Debug, Parser)]
 #[command(name = "ges-server", version)]
 struct Args {
@@ -22,13 +23,28 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<String>,
 
-    /// Number of simulated worker threads.
+    /// Number of worker threads running lifecycle jobs.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 
-    /// Run no simulated host: job-starting calls then answer 503.
+    /// Run the simulated host instead of the real engine: jobs sleep and
+    /// report progress, no data is kept (for demos of long jobs).
+    #[arg(long, conflicts_with = "no_simulation")]
+    simulate: bool,
+
+    /// Run the real engine even if the configuration enables the
+    /// simulation.
     #[arg(long)]
     no_simulation: bool,
+
+    /// Imports read under this directory (`obs://bucket/key` is
+    /// `DIR/bucket/key`) instead of the configured one.
+    #[arg(long, value_name = "DIR")]
+    import_root: Option<std::path::PathBuf>,
+
+    /// Exports write under this directory instead of the configured one.
+    #[arg(long, value_name = "DIR")]
+    export_root: Option<std::path::PathBuf>,
 
     /// How long a simulated job of a kind runs, e.g. `import=30000`
     /// (kinds: start, stop, restart, import, export, clear). Repeatable.
@@ -87,9 +103,19 @@ fn configure(args: Args) -> Result<Config, String> {
     }
     if let Some(n) = args.workers {
         cfg.simulation.workers = n;
+        cfg.store.workers = n;
+    }
+    if args.simulate {
+        cfg.simulation.enabled = true;
     }
     if args.no_simulation {
         cfg.simulation.enabled = false;
+    }
+    if let Some(dir) = args.import_root {
+        cfg.store.import_root = dir;
+    }
+    if let Some(dir) = args.export_root {
+        cfg.store.export_root = dir;
     }
     for arg in &args.job_duration {
         let (kind, ms) = kind_value::<u64>("job-duration", arg)?;
@@ -156,8 +182,14 @@ fn main() -> ExitCode {
     };
     let sim = if cfg.simulation.enabled {
         format!("simulated host with {} workers", cfg.simulation.workers)
+    } else if cfg.store.enabled {
+        format!(
+            "graph engine with {} workers, imports from {}",
+            cfg.store.workers,
+            cfg.store.import_root.display()
+        )
     } else {
-        "no simulated host".to_owned()
+        "no job host".to_owned()
     };
     let server = match Server::new(cfg).bind() {
         Ok(s) => s,

@@ -297,6 +297,18 @@ pub fn route_of(path: &str) -> &'static str {
         ["", "v2", _, "graphs", _, "jobs", _, "status"] => {
             "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status"
         }
+        ["", "ges", "v1.0", _, "graphs", _, "vertices", "detail"] => {
+            "/ges/v1.0/:project_id/graphs/:graph_name/vertices/detail"
+        }
+        ["", "ges", "v1.0", _, "graphs", _, "action"] => {
+            "/ges/v1.0/:project_id/graphs/:graph_name/action"
+        }
+        ["", "ges", "v1.0", _, "graphs", _, "jobs", "status"] => {
+            "/ges/v1.0/:project_id/graphs/:graph_name/jobs/status"
+        }
+        ["", "ges", "v1.0", _, "graphs", _, "jobs", _, "status"] => {
+            "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status"
+        }
         _ => "other",
     }
 }
@@ -318,5 +330,10 @@ mod tests {
         );
         assert_eq!(route_of("/../../etc/passwd"), "other");
         assert_eq!(route_of("/v2/x/graphs/g/whatever"), "other");
+        assert_eq!(
+            route_of("/ges/v1.0/demo/graphs/g/jobs/abc/status"),
+            "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status"
+        );
+        assert_eq!(route_of("/ges/v1.0/demo/graphs/g/whatever"), "other");
     }
 }

@@ -1,8 +1,8 @@
 //! Binding, serving and shutting down.
 //!
 //! [`Server::bind`] binds the listening socket, builds the engine (or
-//! takes the embedder's), and starts the simulated host and the deadline
-//! pump. [`BoundServer::run`] then serves on the calling thread until a
+//! takes the embedder's), and starts the job host (the real engine's
+//! workers, [`crate::host`], or the simulated ones) and the deadline pump. [`BoundServer::run`] then serves on the calling thread until a
 //! shutdown signal; [`BoundServer::spawn`] serves on a thread of its own
 //! and hands back a [`ServerHandle`].
 //!
@@ -42,6 +42,7 @@ use crate::api::{ApiState, Limits};
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
 use crate::conn::ConnLimits;
+use crate::host::StoreHost;
 use crate::metrics::Metrics;
 use crate::sim::{DeadlinePump, SimHost, SimStopReport};
 
@@ -188,16 +189,31 @@ impl Server {
                 (d.engine, Some(d.jobs), Some(d.journal))
             }
         };
-        let sim = match owned {
-            Some(jobs) if cfg.simulation.enabled => Some(
-                SimHost::start(&engine, jobs, &cfg.simulation)
-                    .map_err(io("starting the simulated host"))?,
+        let (sim, store) = match owned {
+            Some(jobs) if cfg.simulation.enabled => (
+                Some(
+                    SimHost::start(&engine, jobs, &cfg.simulation)
+                        .map_err(io("starting the simulated host"))?,
+                ),
+                None,
             ),
-            // With no simulation the receiver is dropped here, and
-            // job-starting calls answer 503.
-            _ => None,
+            Some(jobs) if cfg.store.enabled => {
+                let (host, r) = StoreHost::start(&engine, jobs, &cfg)
+                    .map_err(io("starting the engine host"))?;
+                tracing::info!(
+                    loaded = r.loaded,
+                    failed = r.failed,
+                    settled = r.settled,
+                    orphans = r.orphans,
+                    "graph store opened"
+                );
+                (None, Some(host))
+            }
+            // With no host the receiver is dropped here, and job-starting
+            // calls answer 503.
+            _ => (None, None),
         };
-        let pump = if sim.is_some() {
+        let pump = if sim.is_some() || store.is_some() {
             Some(DeadlinePump::start(&engine, PUMP_MAX_WAIT).map_err(io("starting the pump"))?)
         } else {
             None
@@ -222,6 +238,7 @@ impl Server {
         );
         state.max_live_jobs_per_project = cfg.engine.max_live_jobs_per_project;
         state.metrics = metrics.clone();
+        state.store = store.as_ref().map(|h| h.inner().clone());
         Ok(BoundServer {
             listener,
             metrics_listener,
@@ -235,6 +252,7 @@ impl Server {
                 max_connections: cfg.server.max_connections,
             },
             sim,
+            store,
             pump,
             journal,
             metrics,
@@ -265,6 +283,7 @@ pub struct BoundServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnLimits,
     sim: Option<SimHost>,
+    store: Option<StoreHost>,
     pump: Option<DeadlinePump>,
     journal: Option<graph_lifecycle_journal::Journal>,
     metrics: Option<Arc<Metrics>>,
@@ -290,7 +309,8 @@ impl std::fmt::Debug for BoundServer {
 pub struct ShutdownReport {
     /// Whether every connection closed within the grace period.
     pub connections_drained: bool,
-    /// What the simulated host reported, if it ran.
+    /// What the job host (the real engine's or the simulated one)
+    /// reported, if one ran.
     pub sim: Option<SimStopReport>,
 }
 
@@ -336,6 +356,7 @@ impl BoundServer {
             tls,
             limits,
             sim,
+            store,
             pump,
             journal,
             metrics,
@@ -344,7 +365,7 @@ impl BoundServer {
             grace,
             ..
         } = self;
-        let owns_engine = sim.is_some();
+        let owns_engine = sim.is_some() || store.is_some();
         let api_engine = engine.clone();
         let connections_drained = runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)
@@ -382,7 +403,9 @@ impl BoundServer {
         if owns_engine {
             engine.shutdown();
         }
-        let sim = sim.map(|s| s.stop(grace));
+        let sim = sim
+            .map(|s| s.stop(grace))
+            .or_else(|| store.map(|h| h.stop(grace)));
         if let Some(p) = pump {
             p.stop();
         }

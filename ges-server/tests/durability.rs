@@ -35,6 +35,7 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
             projects = ["demo"]
 
             [simulation]
+            enabled = true
             poll_ms = 5
             start = {{ duration_ms = 50, steps = 2 }}
             restart = {{ duration_ms = 80, steps = 2 }}

@@ -1,5 +1,6 @@
 //! What the integration tests share: a server on 127.0.0.1 port 0 with a
-//! fast simulated host, and a small JSON client over `ureq`.
+//! fast simulated host (or the real engine, [`config_real`]), and a small
+//! JSON client over `ureq`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -38,7 +39,10 @@ pub fn config(extra: &str) -> Config {
         "#
     );
     let mut cfg = Config::from_toml_str(&text).expect("test configuration");
+    // These tests drive the lifecycle with the simulated host; the real
+    // engine's tests (`engine.rs`) configure their own.
     let sim = &mut cfg.simulation;
+    sim.enabled = true;
     sim.poll_ms = 2;
     sim.start = ges_server::config::JobTiming::new(60, 2);
     sim.stop = ges_server::config::JobTiming::new(40, 2);
@@ -354,4 +358,56 @@ pub fn response_complete(out: &[u8]) -> bool {
             .map(|v| v.trim().parse::<usize>().unwrap_or(0))
     });
     len.is_some_and(|n| body.len() >= n)
+}
+
+/// A configuration for the real engine: loopback, port 0, the two tokens,
+/// graph data and the journal in `data` (unsynced: the tests need no
+/// power-cut safety), imports from `import_root`, exports to
+/// `export_root`.
+pub fn config_real(
+    data: &std::path::Path,
+    import_root: &std::path::Path,
+    export_root: &std::path::Path,
+) -> Config {
+    let path = |p: &std::path::Path| toml::Value::String(p.display().to_string()).to_string();
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace_ms = 5000
+
+        [storage]
+        dir = {}
+        durability = "none"
+
+        [store]
+        import_root = {}
+        export_root = {}
+
+        [[auth.tokens]]
+        token = "{TOKEN}"
+        projects = ["demo"]
+
+        [[auth.tokens]]
+        token = "{OTHER_TOKEN}"
+        projects = ["other"]
+        "#,
+        path(data),
+        path(import_root),
+        path(export_root)
+    );
+    Config::from_toml_str(&text).expect("test configuration")
+}
+
+/// Polls `f` every 10 ms for at most `secs` seconds.
+#[track_caller]
+pub fn wait_long<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -32,7 +32,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::error::StoreError;
-use crate::graph::{Element, GraphData, Ids};
+use crate::graph::{Element, GraphData};
+use crate::ids::{IdTable, MAX_IDS};
 use crate::schema::Schema;
 use crate::value::{get_varint, put_varint};
 
@@ -76,7 +77,7 @@ pub fn write(g: &GraphData, stamp: u64, w: &mut impl Write) -> io::Result<()> {
     section(w, PROPS, &g.props)?;
     let mut buf = Vec::with_capacity(8 + g.ids.iter().map(|s| s.len() + 2).sum::<usize>());
     buf.extend_from_slice(&(g.ids.len() as u64).to_le_bytes());
-    for id in &g.ids {
+    for id in g.ids.iter() {
         put_varint(&mut buf, id.len() as u64);
         buf.extend_from_slice(id.as_bytes());
     }
@@ -218,19 +219,23 @@ pub fn read(bytes: &[u8], file: &str) -> Result<(u64, GraphData), StoreError> {
     }
     let mut s = c.section(IDS, "ids")?;
     let n = s.count(1, false, "ids")?;
-    let mut ids = Ids::with_capacity_and_hasher(n, Default::default());
+    if n > MAX_IDS {
+        return Err(s.corrupt("ids: too many records"));
+    }
+    let mut ids = IdTable::with_capacity(n, s.b.len());
     for _ in 0..n {
         let len = get_varint(s.b, &mut s.pos).ok_or_else(|| s.corrupt("an id's length"))?;
         let len = usize::try_from(len).map_err(|_| s.corrupt("an id's length"))?;
         let raw = s.take(len, "an id")?;
         let id = std::str::from_utf8(raw).map_err(|_| s.corrupt("an id is not UTF-8"))?;
-        if !ids.insert(id.into()) {
+        if !ids.insert(id) {
             return Err(s.corrupt("an id repeats"));
         }
     }
     if s.pos != s.b.len() {
         return Err(s.corrupt("bytes after the ids"));
     }
+    ids.shrink_to_fit();
     let check = |e: Element, c: &Cursor<'_>| -> Result<Element, StoreError> {
         let Some(label) = schema.label(e.label) else {
             return Err(c.corrupt(format!("label number {} is not in the schema", e.label)));

@@ -2,8 +2,10 @@
 //! directed graph.
 //!
 //! - Vertices are petgraph nodes; a vertex's external id (GES's vertex id,
-//!   a string) is kept once, in an insertion-ordered set whose index is
-//!   the node's index, so that id → node and node → id are both one step.
+//!   a string) is kept once, in a flat id table whose index is the node's
+//!   index, so that id → node and node → id are both one step (the table
+//!   is one string of all ids, their end offsets, and a hash table of
+//!   indexes).
 //! - Each vertex and each edge has exactly one label (a number into the
 //!   [`Schema`]) and one record of properties in the graph's byte arena
 //!   ([`crate::value`] has the layout). Parallel edges are allowed.
@@ -15,11 +17,11 @@
 //! builds a new one (a copy of the old one, plus the new data) and the host
 //! swaps it in whole.
 
-use indexmap::IndexSet;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+use crate::ids::IdTable;
 use crate::schema::{LabelDef, Schema};
 use crate::value::{self, Value};
 
@@ -73,16 +75,11 @@ pub struct VertexView<'a> {
     pub properties: Vec<(&'a str, Vec<Value>)>,
 }
 
-/// The vertex ids: an insertion-ordered set whose index is the node's.
-/// Ids come from clients' files, so the hasher is seeded per process
-/// (foldhash's `RandomState`), fast without being predictable.
-pub(crate) type Ids = IndexSet<Box<str>, foldhash::fast::RandomState>;
-
 /// One graph's data: schema, vertices, edges, properties.
 #[derive(Debug, Clone, Default)]
 pub struct GraphData {
     pub(crate) schema: Schema,
-    pub(crate) ids: Ids,
+    pub(crate) ids: IdTable,
     pub(crate) graph: DiGraph<Element, Element, u32>,
     pub(crate) props: Vec<u8>,
 }
@@ -130,14 +127,12 @@ impl GraphData {
 
     /// The node index of a vertex id.
     pub fn index_of(&self, id: &str) -> Option<u32> {
-        self.ids
-            .get_index_of(id)
-            .and_then(|i| u32::try_from(i).ok())
+        self.ids.find(id)
     }
 
     /// The id of the vertex at a node index.
     pub fn vertex_id(&self, index: u32) -> Option<&str> {
-        self.ids.get_index(index as usize).map(|s| &**s)
+        self.ids.get(index as usize)
     }
 
     fn label_of(&self, e: Element) -> Option<&LabelDef> {
@@ -169,10 +164,10 @@ impl GraphData {
 
     /// A vertex by id, with its label and properties.
     pub fn vertex(&self, id: &str) -> Option<VertexView<'_>> {
-        let index = self.ids.get_index_of(id)?;
+        let index = self.ids.find(id)? as usize;
         let e = *self.graph.node_weight(NodeIndex::new(index))?;
         Some(VertexView {
-            id: &self.ids[index],
+            id: self.ids.get(index)?,
             label: self.label_of(e).map_or("", |l| l.name.as_str()),
             properties: self.properties(e),
         })
@@ -204,7 +199,7 @@ impl GraphData {
         self.graph.node_indices().map(move |n| {
             let e = self.graph[n];
             (
-                &*self.ids[n.index()],
+                self.ids.get(n.index()).unwrap_or_default(),
                 self.label_of(e).map_or("", |l| l.name.as_str()),
                 self.properties(e)
                     .iter()
@@ -220,8 +215,8 @@ impl GraphData {
         self.graph.edge_references().map(move |r| {
             let e = *r.weight();
             (
-                &*self.ids[r.source().index()],
-                &*self.ids[r.target().index()],
+                self.ids.get(r.source().index()).unwrap_or_default(),
+                self.ids.get(r.target().index()).unwrap_or_default(),
                 self.label_of(e).map_or("", |l| l.name.as_str()),
                 self.properties(e)
                     .iter()
@@ -242,23 +237,18 @@ impl GraphData {
     }
 
     /// The heap memory the graph holds, in bytes, counted from its
-    /// containers' capacities: the petgraph nodes and edges, the id set
-    /// (entries, index table and the ids' own bytes) and the arena.
+    /// containers' capacities: the petgraph nodes and edges, the id table
+    /// (the ids' bytes, their end offsets and the hash table) and the
+    /// arena.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         // petgraph's `Node` and `Edge`: the weight plus two links each, and
         // for an edge its two ends (all u32 indexes).
         let node = size_of::<Element>() + 2 * 4;
         let edge = size_of::<Element>() + 4 * 4;
-        let ids_entries = self.ids.capacity() * (size_of::<Box<str>>() + size_of::<u64>());
-        // hashbrown's table of `usize` indexes, one control byte each.
-        let ids_table = self.ids.capacity() * (size_of::<usize>() + 1) * 8 / 7;
-        let id_bytes: usize = self.ids.iter().map(|s| s.len()).sum();
         self.graph.capacity().0 * node
             + self.graph.capacity().1 * edge
-            + ids_entries
-            + ids_table
-            + id_bytes
+            + self.ids.heap_bytes()
             + self.props.capacity()
     }
 

@@ -52,6 +52,7 @@ pub mod error;
 pub mod export;
 pub mod format;
 pub mod graph;
+mod ids;
 pub mod import;
 pub mod paths;
 pub mod schema;

@@ -397,7 +397,12 @@ pub fn decode_segment(buf: &[u8]) -> Segment {
 /// Whether an intact record with the sync mark begins anywhere after
 /// `at`. Scans byte by byte to the next intact record, then follows the
 /// chain of records from there, so it reads the bytes about once.
-fn synced_after(buf: &[u8], at: usize, salt: u32) -> bool {
+///
+/// This is what tells a torn tail from corruption at a record that cannot
+/// be read (see the [module](self)); it is public for logs of other
+/// records framed with [`write_frame`] (a consensus log store), which
+/// make the same distinction.
+pub fn synced_after(buf: &[u8], at: usize, salt: u32) -> bool {
     let mut p = at.saturating_add(1);
     while p.saturating_add(HEADER_LEN) <= buf.len() {
         match decode_frame(buf, p, salt) {

@@ -22,13 +22,19 @@
 //! The service plane's routes (`/ges/v1.0/...`) are in [`crate::service`].
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use graph_lifecycle::{
@@ -37,10 +43,11 @@ use graph_lifecycle::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tower::Service;
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
-use crate::gate::RequestBody;
+use crate::gate::{Printable, RequestBody};
 use crate::wire;
 
 /// Names a graph cannot take: they are path segments of other GES
@@ -118,7 +125,7 @@ impl ApiState {
             target: "ges_server::auth",
             client = client.as_deref().unwrap_or("-"),
             method = %parts.method,
-            path = %crate::gate::printable(parts.uri.path()),
+            path = %Printable(parts.uri.path()),
             reason,
             "authentication failed"
         );
@@ -153,13 +160,27 @@ impl ApiState {
     }
 }
 
-/// The whole API: routes, the gate in front of them, the GES error body
-/// for unknown routes and methods, and a panic guard that answers 500.
+/// The whole API as an axum router: routes, the gate in front of them,
+/// the GES error body for unknown routes and methods, and a panic guard
+/// that answers 500 ([`service`], behind a router of no routes of its
+/// own, for an application that nests or merges it into its own).
 pub fn router(state: ApiState) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// The whole API as one service: what the server serves.
+///
+/// What every request goes through besides its route (the access log, the
+/// metrics, the request id, the service plane's error form, the panic
+/// guard and the gate) is this one service in front of the routes, not a
+/// stack of middleware layers: each of axum's layers boxes a clone of its
+/// service and its future for every request, and a layer added with
+/// `Router::layer` is added to every route.
+pub fn service(state: ApiState) -> ApiService {
     let state = Arc::new(state);
     let graphs = "/v2/{project_id}/graphs";
     let graph = "/v2/{project_id}/graphs/{graph_id}";
-    Router::new()
+    let routes = Router::new()
         .route(graphs, get(list_graphs).post(create_graph))
         .route(&format!("{graphs}/jobs"), get(list_jobs))
         .route(graph, get(show_graph).delete(delete_graph))
@@ -173,62 +194,214 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::service::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::gate::gate,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::middleware::from_fn(crate::service::service_errors))
-        .with_state(state)
+        .with_state(state.clone());
+    ApiService { st: state, routes }
 }
 
-/// Every request's access-log line and metrics, and its request id in
-/// `X-Request-Id`. The line holds the method, the path (not the query),
-/// the project, the status, the latency, the request id and the client's
+/// The API ([`service`]): the routes, and in front of them, for every
+/// request, in this order:
+/// the request id and the start time; the gate ([`crate::gate`]) and the
+/// route, under a panic guard (a panic is answered 500 with GES's error
+/// body); the access-log line and the metrics; the request id in
+/// `X-Request-Id`; and, on the service plane's paths, an error body in
+/// that plane's form ([`crate::service`]).
+///
+/// The access-log line holds the method, the path (not the query), the
+/// project, the status, the latency, the request id and the client's
 /// address; never a header's value, so never a credential or a signature.
-async fn observe(
-    State(st): State<Arc<ApiState>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let started = std::time::Instant::now();
-    let request_id = graph_lifecycle::UuidV7Ids
-        .next_id(graph_lifecycle::SystemClock.now())
-        .to_string();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let client = req
-        .extensions()
-        .get::<crate::conn::ClientAddr>()
-        .map(|a| a.0.to_string());
-    let mut response = next.run(req).await;
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    let project = crate::gate::path_project(&path);
-    tracing::info!(
-        target: "ges_server::access",
-        method = %method,
-        path = %crate::gate::printable(&path),
-        project = project.as_deref().map(crate::gate::printable).as_deref().unwrap_or("-"),
-        status,
-        latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        request_id = %request_id,
-        client = client.as_deref().unwrap_or("-"),
-        "request"
-    );
-    if let Some(m) = &st.metrics {
-        m.request(
-            crate::metrics::route_of(&path),
-            method.as_str(),
+#[derive(Debug, Clone)]
+pub struct ApiService {
+    st: Arc<ApiState>,
+    routes: Router,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl tower::Service<axum::extract::Request> for ApiService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        Box::pin(serve(self.st.clone(), self.routes.clone(), parts, body))
+    }
+}
+
+/// The future of every request ([`ApiService`] says what it does).
+///
+/// It is kept small, under a kilobyte in a release build, so that it comes
+/// from the allocator's per-thread cache: a larger block costs the
+/// allocator more work on every request. So the request travels as its
+/// parts, which the gate borrows; the gate's and the route's futures,
+/// awaited one after the other, share their place; the request id is kept
+/// as its 16 bytes until it is written out.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in its future"
+)]
+fn serve(
+    st: Arc<ApiState>,
+    mut routes: Router,
+    mut parts: Parts,
+    body: axum::body::Body,
+) -> impl Future<Output = Result<Response, Infallible>> + Send {
+    // A block rather than an `async fn`: an `async fn` keeps its arguments
+    // twice in its future.
+    async move {
+        let started = Instant::now();
+        // Kept as the 16 bytes of the id until it is written out.
+        let request_id = graph_lifecycle::UuidV7Ids.next_id(graph_lifecycle::SystemClock.now());
+        let method = parts.method.clone();
+        // The URI's bytes are shared with the request's: no copy.
+        let uri = parts.uri.clone();
+        let client = parts
+            .extensions
+            .get::<crate::conn::ClientAddr>()
+            .map(|a| a.0);
+        let mut response = {
+            let handled = std::pin::pin!(async {
+                match crate::gate::admit(&st, &mut parts, body).await {
+                    // A router is always ready (its `poll_ready` does
+                    // nothing).
+                    Ok(body) => {
+                        // Scoped, so that the request's place is not kept
+                        // beside the route's future.
+                        let answer = {
+                            let parts =
+                                std::mem::replace(&mut parts, Request::new(()).into_parts().0);
+                            routes.call(Request::from_parts(parts, body))
+                        };
+                        match answer.await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        }
+                    }
+                    Err(e) => e.into_response(),
+                }
+            });
+            caught(handled).await.unwrap_or_else(on_panic)
+        };
+        let took = started.elapsed();
+        let request_id = RequestIdText::new(request_id);
+        let status = response.status().as_u16();
+        let path = uri.path();
+        // The fields are formatted only if the line is logged.
+        tracing::info!(
+            target: "ges_server::access",
+            method = %method,
+            path = %Printable(path),
+            project = crate::gate::path_project(path)
+                .as_deref()
+                .map(|p| Printable(p).text())
+                .as_deref()
+                .unwrap_or("-"),
             status,
-            took,
+            latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            request_id = %request_id.as_str(),
+            client = client
+                .map(|a| StackText::<64>::of(&a))
+                .as_ref()
+                .map_or("-", StackText::as_str),
+            "request"
         );
+        if let Some(m) = &st.metrics {
+            m.path_request(path, &method, status, took);
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            response.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        if path.starts_with("/ges/") && status >= 400 {
+            // Boxed: the rewrite is rare, and its future would otherwise
+            // make every request's bigger.
+            response = Box::pin(crate::service::service_error_body(response)).await;
+        }
+        Ok(response)
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
+}
+
+/// Runs `fut`, catching a panic in any of its polls.
+fn caught<F: Future>(
+    mut fut: Pin<&mut F>,
+) -> impl Future<Output = std::thread::Result<F::Output>> + '_ {
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+}
+
+/// A request id as a hyphenated UUID, `JobId`'s `Display`, written
+/// without the formatting machinery.
+struct RequestIdText([u8; 36]);
+
+impl RequestIdText {
+    fn new(id: JobId) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let bytes = id.as_uuid().as_u128().to_be_bytes();
+        let mut out = [b'-'; 36];
+        let mut at = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                at += 1;
+            }
+            out[at] = DIGITS[usize::from(b >> 4)];
+            out[at + 1] = DIGITS[usize::from(b & 0xf)];
+            at += 2;
+        }
+        Self(out)
     }
-    response
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Text of at most `N` bytes, formatted on the stack.
+struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    /// `value` as `Display` writes it, cut at `N` bytes (on a character
+    /// boundary).
+    fn of(value: &impl fmt::Display) -> Self {
+        use fmt::Write;
+        let mut t = Self {
+            buf: [0; N],
+            len: 0,
+        };
+        let _ = write!(t, "{value}");
+        t
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = N - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        if take < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The metrics listener's one route: `GET /metrics`.
@@ -254,8 +427,10 @@ type ApiResult = Result<Response, ApiError>;
 
 /// A JSON response with this status.
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
+    // Room for a job or a graph without growing.
+    let mut bytes = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
             let mut r = (status, bytes).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -277,9 +452,7 @@ fn ok<T: Serialize>(body: &T) -> ApiResult {
 }
 
 fn job_started(job: JobId) -> ApiResult {
-    ok(&wire::JobIdResponse {
-        job_id: job.to_string(),
-    })
+    ok(&wire::JobIdView { job_id: &job })
 }
 
 // ---- extractors -----------------------------------------------------------
@@ -360,7 +533,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let mut values = parts.headers.get_all(IDEMPOTENCY_HEADER).iter();
+        const NAME: HeaderName = HeaderName::from_static(IDEMPOTENCY_HEADER);
+        let mut values = parts.headers.get_all(NAME).iter();
         let Some(value) = values.next() else {
             return Ok(Idempotency(None));
         };
@@ -376,7 +550,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     }
 }
 
-/// The request body the gate read.
+/// The request body the gate read (empty if the request had none).
 pub struct ReqBody(pub axum::body::Bytes);
 
 impl<S: Send + Sync> FromRequestParts<S> for ReqBody {
@@ -657,7 +831,7 @@ async fn clear_graph(
 
 async fn show_job(State(st): State<Arc<ApiState>>, JobPath(key, job): JobPath) -> ApiResult {
     let task = st.engine.task(&key, job)?;
-    ok(&wire::Job::from_task(&task))
+    ok(&wire::JobView(&task))
 }
 
 async fn list_jobs(
@@ -710,9 +884,9 @@ async fn list_jobs(
             }
         }
     };
-    ok(&wire::ListJobsResponse {
+    ok(&wire::ListJobsView {
         job_count: page.total,
-        job_list: page.items.iter().map(wire::Job::from_task).collect(),
+        job_list: page.items.iter().map(wire::JobView).collect(),
     })
 }
 
@@ -731,6 +905,120 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthConfig, TokenEntry};
+    use tower::ServiceExt;
+
+    /// A front service over `routes`, with one token for `demo` and the
+    /// metrics on.
+    fn front(routes: Router) -> (ApiService, Arc<crate::metrics::Metrics>, Engine) {
+        let (engine, _jobs) = Engine::builder().build();
+        let auth = AuthConfig {
+            tokens: vec![TokenEntry {
+                token: "t".into(),
+                projects: vec!["demo".into()],
+            }],
+            ..AuthConfig::default()
+        };
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            body_timeout: Duration::from_secs(30),
+            max_unverified_body_bytes: 1 << 20,
+        };
+        let mut st = ApiState::new(engine.clone(), Authenticator::new(&auth), limits);
+        let metrics = crate::metrics::Metrics::new();
+        st.metrics = Some(metrics.clone());
+        let front = ApiService {
+            st: Arc::new(st),
+            routes,
+        };
+        (front, metrics, engine)
+    }
+
+    fn request(path: &str) -> axum::extract::Request {
+        axum::http::Request::builder()
+            .uri(path)
+            .header("host", "ges.test")
+            .header("x-auth-token", "t")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_answered_500_with_the_error_body_and_counted() {
+        let routes = Router::new().route(
+            "/v2/{project_id}/graphs",
+            get(|| async {
+                if true {
+                    panic!("a handler's bug");
+                }
+            }),
+        );
+        let (front, metrics, engine) = front(routes);
+        let res = front.oneshot(request("/v2/demo/graphs")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers().get("x-request-id").map(|v| v.len()), Some(36));
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error_code"], crate::error::codes::INTERNAL);
+        let text = metrics.render(&engine);
+        let line = r#"ges_http_requests_total{method="GET",route="/v2/:project_id/graphs",status="500"} 1"#;
+        assert!(text.contains(line), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_gate_runs_before_the_routes_and_service_plane_errors_take_its_form() {
+        let routes = Router::new().route(
+            "/ges/v1.0/{project_id}/graphs/{graph_name}/action",
+            get(|| async { ApiError::invalid_request("refused by the route") }),
+        );
+        let (front, _, _) = front(routes);
+        let refused = front
+            .clone()
+            .oneshot(request("/v2/other/graphs"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let res = front
+            .oneshot(request("/ges/v1.0/demo/graphs/g/action"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errorMessage"], "refused by the route", "{body}");
+    }
+
+    #[test]
+    fn request_ids_are_written_as_job_ids_display() {
+        let ids = graph_lifecycle::UuidV7Ids;
+        for i in 0..1_000u64 {
+            let id = ids.next_id(graph_lifecycle::Timestamp::from_millis(i * 7_919));
+            assert_eq!(RequestIdText::new(id).as_str(), id.to_string());
+        }
+        let max = JobId::parse("ffffffff-ffff-7fff-bfff-ffffffffffff").unwrap();
+        assert_eq!(RequestIdText::new(max).as_str(), max.to_string());
+    }
+
+    #[test]
+    fn stack_text_cuts_on_a_character_boundary() {
+        assert_eq!(StackText::<8>::of(&"abc").as_str(), "abc");
+        assert_eq!(StackText::<4>::of(&"abcdef").as_str(), "abcd");
+        assert_eq!(StackText::<4>::of(&"abcé").as_str(), "abc");
+        let addr: std::net::SocketAddr =
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+                .parse()
+                .unwrap_or_else(|_| {
+                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+                        .parse()
+                        .unwrap()
+                });
+        assert_eq!(StackText::<64>::of(&addr).as_str(), addr.to_string());
+    }
 
     #[test]
     fn query_parameters_are_decoded_and_checked() {

@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -67,14 +66,22 @@ pub struct ClientAddr(pub SocketAddr);
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 /// Returns whether every connection was done within `grace`.
-pub(crate) async fn serve(
+///
+/// This is the loop [`crate::server`] serves the API with; it is public so
+/// that another router can be served on the same connection stack (the
+/// REST benchmark serves a bare handler on it, to compare against).
+/// `tls`: serve HTTPS only, with this acceptor.
+pub async fn serve<A>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> bool {
+) -> bool
+where
+    A: App,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
     let all_closed = Arc::new(tokio::sync::Notify::new());
@@ -134,9 +141,36 @@ pub(crate) async fn serve(
     tokio::time::timeout(grace, drained).await.is_ok()
 }
 
+/// What [`serve`] serves: an axum [`Router`](axum::Router), or any other
+/// service of requests that is always ready and never fails (the API's
+/// [`ApiService`](crate::api::ApiService)).
+pub trait App:
+    tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<A> App for A where
+    A: tower::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// One connection's task.
-struct Conn {
-    app: Router,
+struct Conn<A> {
+    app: A,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnLimits,
     stop: watch::Receiver<bool>,
@@ -144,7 +178,7 @@ struct Conn {
     all_closed: Arc<tokio::sync::Notify>,
 }
 
-impl Drop for Conn {
+impl<A> Drop for Conn<A> {
     fn drop(&mut self) {
         if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_closed.notify_waiters();
@@ -152,7 +186,7 @@ impl Drop for Conn {
     }
 }
 
-impl Conn {
+impl<A: App> Conn<A> {
     /// `refuse`: answer every request `503` (the server is shutting down,
     /// or serves as many connections as it may).
     async fn run(self, stream: TcpStream, peer: SocketAddr, refuse: bool) {

@@ -22,17 +22,17 @@
 //!    covers, and an `X-Project-Id` header, if sent, must name the same
 //!    project (403).
 //!
-//! The handler then finds the body ([`RequestBody`]) and the caller
-//! ([`Principal`]) in the request's extensions.
+//! The handler then finds the body ([`RequestBody`], absent when the
+//! request has none) and the caller ([`Principal`]) in the request's
+//! extensions.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, header};
 use http_body_util::BodyExt;
 use tokio::time::{Instant, timeout_at};
 
@@ -49,17 +49,14 @@ pub struct RequestBody(pub Bytes);
 /// closed.
 const DRAIN_CAP: usize = 8 << 20;
 
-/// The gate, as an `axum` middleware.
-pub(crate) async fn gate(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    match admit(&st, req).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
+const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
 
-async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
-    let (mut parts, body) = req.into_parts();
-    for (name, required) in [(header::HOST.as_str(), true), ("x-project-id", false)] {
+/// Admits a request, or answers why not: steps 0 to 4 of the
+/// [module docs](self). An admitted request carries its [`Principal`] in
+/// its extensions, and its [`RequestBody`] if it has a body; its body, read
+/// whole, is returned.
+pub(crate) async fn admit(st: &ApiState, parts: &mut Parts, body: Body) -> Result<Body, ApiError> {
+    for (name, required) in [(&header::HOST, true), (&X_PROJECT_ID, false)] {
         let n = parts.headers.get_all(name).iter().count();
         if n > 1 {
             return Err(ApiError::invalid_parameter(format!(
@@ -73,7 +70,7 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
         }
     }
     let refused = |e: AuthError| {
-        st.auth_failed(&parts, &e);
+        st.auth_failed(parts, &e);
         ApiError::unauthorized(e.to_string())
     };
     let presented = st.auth.present(&parts.headers).map_err(refused)?;
@@ -81,7 +78,15 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
         Presented::Signed(_) => Some(&st.unverified),
         Presented::Token(_) => None,
     };
-    let (bytes, claim) = read_body(st, &parts.headers, body, budget).await?;
+    // A request that has no body (a GET, a POST without one) has nothing
+    // to wait for, to bound or to claim.
+    let (bytes, claim) = if body.is_end_stream() {
+        (Bytes::new(), None)
+    } else {
+        // Boxed, so that a request without a body does not carry the
+        // reader's state in its future.
+        Box::pin(read_body(st, &parts.headers, body, budget)).await?
+    };
     let principal: Principal = match presented {
         Presented::Token(p) => p,
         Presented::Signed(s) => st
@@ -98,7 +103,7 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
                 shorten(&project)
             )));
         }
-        if let Some(header_project) = parts.headers.get("x-project-id")
+        if let Some(header_project) = parts.headers.get(X_PROJECT_ID)
             && header_project.as_bytes() != project.as_bytes()
         {
             return Err(ApiError::forbidden(
@@ -107,8 +112,11 @@ async fn admit(st: &ApiState, req: Request) -> Result<Request, ApiError> {
         }
     }
     parts.extensions.insert(principal);
+    if bytes.is_empty() {
+        return Ok(Body::empty());
+    }
     parts.extensions.insert(RequestBody(bytes.clone()));
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok(Body::from(bytes))
 }
 
 /// Bytes of request bodies being read before their signature is checked,
@@ -258,26 +266,67 @@ fn later(d: std::time::Duration) -> Instant {
         .unwrap_or(now + std::time::Duration::from_secs(86_400))
 }
 
-/// The decoded `{project_id}` of a `/v2/{project_id}/...` path.
-pub(crate) fn path_project(path: &str) -> Option<String> {
+/// The decoded `{project_id}` of a `/v2/{project_id}/...` path (or of a
+/// `/ges/v1.0/{project_id}/...` one); borrowed from the path when nothing
+/// in it is percent-encoded.
+pub(crate) fn path_project(path: &str) -> Option<Cow<'_, str>> {
     let rest = path
         .strip_prefix("/v2/")
         .or_else(|| path.strip_prefix("/ges/v1.0/"))?;
     let raw = rest.split('/').next()?;
-    Some(
-        percent_encoding::percent_decode_str(raw)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
+    Some(percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
 }
 
 /// `s` escaped and cut to 128 characters, for a log line.
 pub(crate) fn printable(s: &str) -> String {
-    let mut out: String = s.chars().take(128).flat_map(char::escape_default).collect();
-    if s.chars().nth(128).is_some() {
-        out.push('…');
+    Printable(s).to_string()
+}
+
+/// Most characters of a logged path or project.
+const PRINTABLE_CHARS: usize = 128;
+
+/// `s` as [`printable`] shows it, written out without an allocation.
+#[derive(Clone, Copy)]
+pub(crate) struct Printable<'a>(pub(crate) &'a str);
+
+impl<'a> Printable<'a> {
+    /// Whether escaping and cutting leave the text as it is: at most 128
+    /// characters, each one `char::escape_default` keeps.
+    fn is_plain(self) -> bool {
+        self.0.len() <= PRINTABLE_CHARS
+            && self
+                .0
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'\\' | b'\'' | b'"'))
     }
-    out
+
+    /// The text as [`printable`] shows it: borrowed if nothing changes.
+    pub(crate) fn text(self) -> Cow<'a, str> {
+        if self.is_plain() {
+            Cow::Borrowed(self.0)
+        } else {
+            Cow::Owned(printable(self.0))
+        }
+    }
+}
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        if self.is_plain() {
+            return f.write_str(self.0);
+        }
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(PRINTABLE_CHARS) {
+            for e in c.escape_default() {
+                f.write_char(e)?;
+            }
+        }
+        if chars.next().is_some() {
+            f.write_char('…')?;
+        }
+        Ok(())
+    }
 }
 
 fn shorten(s: &str) -> String {
@@ -304,5 +353,42 @@ mod tests {
         );
         assert_eq!(path_project("/ges/v2/demo/graphs"), None);
         assert_eq!(path_project("/"), None);
+    }
+
+    /// `printable` as it was written before `Printable`.
+    fn printable_collected(s: &str) -> String {
+        let mut out: String = s.chars().take(128).flat_map(char::escape_default).collect();
+        if s.chars().nth(128).is_some() {
+            out.push('…');
+        }
+        out
+    }
+
+    #[test]
+    fn printable_text_escapes_and_cuts_as_before_and_borrows_plain_text() {
+        let long = "a".repeat(128);
+        let longer = "a".repeat(129);
+        let long_utf8 = "é".repeat(100);
+        for s in [
+            "",
+            "/v2/demo/graphs",
+            "with space",
+            "quote\"and'apostrophe",
+            "back\\slash",
+            "line\nbreak\ttab\r",
+            "\u{0}nul\u{7f}del",
+            "é and ☃",
+            "%2e%2e",
+            long.as_str(),
+            longer.as_str(),
+            long_utf8.as_str(),
+        ] {
+            let expected = printable_collected(s);
+            assert_eq!(printable(s), expected, "{s:?}");
+            assert_eq!(Printable(s).to_string(), expected, "{s:?}");
+            let text = Printable(s).text();
+            assert_eq!(text, expected, "{s:?}");
+            assert_eq!(matches!(text, Cow::Borrowed(_)), expected == s, "{s:?}");
+        }
     }
 }

@@ -21,8 +21,8 @@
 //! so a client cannot make the label set grow.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,8 +30,8 @@ use graph_lifecycle::{
     Change, Engine, EventError, FailReason, GraphState, JobId, TaskKind, TaskStatus, Timestamp,
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The server's metrics.
@@ -47,6 +47,50 @@ pub struct Metrics {
     http_duration: HistogramVec,
     auth_failures: IntCounterVec,
     events_missed: IntCounter,
+    /// The request metrics' children, looked up once per label set.
+    http_handles: HttpHandles,
+}
+
+/// The children of the request metrics, each found (and so created) the
+/// first time a request of its label set is answered, then kept: counting
+/// a request hashes no label and formats nothing. Statuses outside
+/// [`STATUSES`] are looked up by label every time.
+struct HttpHandles {
+    /// Per route (the index in [`ROUTES`]).
+    durations: Box<[OnceLock<Histogram>]>,
+    /// Per route, method (the index in [`METHODS`]) and status (the index
+    /// in [`STATUSES`]).
+    requests: Box<[OnceLock<IntCounter>]>,
+}
+
+impl HttpHandles {
+    fn new() -> Self {
+        fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
+            (0..n).map(|_| OnceLock::new()).collect()
+        }
+        Self {
+            durations: slots(ROUTES.len()),
+            requests: slots(ROUTES.len() * METHODS.len() * STATUSES.len()),
+        }
+    }
+}
+
+/// The `method` label values: HTTP's usual seven, and `other`.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "other",
+];
+
+/// The statuses the server answers, whose counters are kept at hand.
+const STATUSES: [u16; 18] = [
+    200, 400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 429, 431, 500, 501, 502, 503, 504,
+];
+
+/// The index in [`METHODS`] of a method's label.
+fn method_index(method: &str) -> usize {
+    METHODS[..7]
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len() - 1)
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +162,7 @@ impl Metrics {
                 "Engine events the metrics did not see, because their reader fell behind.",
             )
             .expect("a valid metric"),
+            http_handles: HttpHandles::new(),
         };
         let r = &m.registry;
         let register = |c: Box<dyn prometheus::core::Collector>| {
@@ -139,16 +184,61 @@ impl Metrics {
     /// A request answered. Methods other than the API's own are counted
     /// as `other`, so a client cannot make the label set grow.
     pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
-        let method = match method {
-            "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH" => method,
-            _ => "other",
-        };
-        self.http_requests
-            .with_label_values(&[route, method, status.to_string().as_str()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[route])
+        match ROUTES.iter().position(|r| *r == route) {
+            Some(route) => self.route_request(route, method_index(method), status, took),
+            None => {
+                let method = METHODS[method_index(method)];
+                self.http_requests
+                    .with_label_values(&[route, method, status.to_string().as_str()])
+                    .inc();
+                self.http_duration
+                    .with_label_values(&[route])
+                    .observe(took.as_secs_f64());
+            }
+        }
+    }
+
+    /// A request answered on the route of index `route` in [`ROUTES`]
+    /// ([`route_index`]), with the method of index `method` in
+    /// [`METHODS`].
+    fn route_request(&self, route: usize, method: usize, status: u16, took: Duration) {
+        let h = &self.http_handles;
+        let label = ROUTES[route];
+        match STATUSES.iter().position(|s| *s == status) {
+            Some(s) => h.requests[(route * METHODS.len() + method) * STATUSES.len() + s]
+                .get_or_init(|| {
+                    self.http_requests.with_label_values(&[
+                        label,
+                        METHODS[method],
+                        status.to_string().as_str(),
+                    ])
+                })
+                .inc(),
+            None => self
+                .http_requests
+                .with_label_values(&[label, METHODS[method], status.to_string().as_str()])
+                .inc(),
+        }
+        h.durations[route]
+            .get_or_init(|| self.http_duration.with_label_values(&[label]))
             .observe(took.as_secs_f64());
+    }
+
+    /// A request to `path` answered: [`request`](Self::request) with the
+    /// path's route template, found without allocating.
+    pub(crate) fn path_request(
+        &self,
+        path: &str,
+        method: &axum::http::Method,
+        status: u16,
+        took: Duration,
+    ) {
+        self.route_request(
+            route_index(path),
+            method_index(method.as_str()),
+            status,
+            took,
+        );
     }
 
     /// A request refused 401.
@@ -276,40 +366,61 @@ impl Metrics {
     }
 }
 
+/// The `route` label values: GES's route templates, and `other`.
+const ROUTES: [&str; 15] = [
+    "/v2/:project_id/graphs",
+    "/v2/:project_id/graphs/jobs",
+    "/v2/:project_id/graphs/:graph_id",
+    "/v2/:project_id/graphs/:graph_id/start",
+    "/v2/:project_id/graphs/:graph_id/stop",
+    "/v2/:project_id/graphs/:graph_id/restart",
+    "/v2/:project_id/graphs/:graph_id/import-graph",
+    "/v2/:project_id/graphs/:graph_id/export-graph",
+    "/v2/:project_id/graphs/:graph_id/clear-graph",
+    "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status",
+    "/ges/v1.0/:project_id/graphs/:graph_name/vertices/detail",
+    "/ges/v1.0/:project_id/graphs/:graph_name/action",
+    "/ges/v1.0/:project_id/graphs/:graph_name/jobs/status",
+    "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status",
+    "other",
+];
+
 /// The route template of a request path, for labels: GES's routes, or
 /// `other`.
 pub fn route_of(path: &str) -> &'static str {
-    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["", "v2", _, "graphs"] => "/v2/:project_id/graphs",
-        ["", "v2", _, "graphs", "jobs"] => "/v2/:project_id/graphs/jobs",
-        ["", "v2", _, "graphs", _] => "/v2/:project_id/graphs/:graph_id",
-        ["", "v2", _, "graphs", _, "start"] => "/v2/:project_id/graphs/:graph_id/start",
-        ["", "v2", _, "graphs", _, "stop"] => "/v2/:project_id/graphs/:graph_id/stop",
-        ["", "v2", _, "graphs", _, "restart"] => "/v2/:project_id/graphs/:graph_id/restart",
-        ["", "v2", _, "graphs", _, "import-graph"] => {
-            "/v2/:project_id/graphs/:graph_id/import-graph"
+    ROUTES[route_index(path)]
+}
+
+/// The index in [`ROUTES`] of a path's route template: one pass over the
+/// path's segments, nothing allocated.
+fn route_index(path: &str) -> usize {
+    const OTHER: usize = ROUTES.len() - 1;
+    // Every template has at most 9 segments (the first one empty).
+    let mut segs = [""; 9];
+    let mut n = 0;
+    for seg in path.trim_end_matches('/').split('/') {
+        if n == segs.len() {
+            return OTHER;
         }
-        ["", "v2", _, "graphs", _, "export-graph"] => {
-            "/v2/:project_id/graphs/:graph_id/export-graph"
-        }
-        ["", "v2", _, "graphs", _, "clear-graph"] => "/v2/:project_id/graphs/:graph_id/clear-graph",
-        ["", "v2", _, "graphs", _, "jobs", _, "status"] => {
-            "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status"
-        }
-        ["", "ges", "v1.0", _, "graphs", _, "vertices", "detail"] => {
-            "/ges/v1.0/:project_id/graphs/:graph_name/vertices/detail"
-        }
-        ["", "ges", "v1.0", _, "graphs", _, "action"] => {
-            "/ges/v1.0/:project_id/graphs/:graph_name/action"
-        }
-        ["", "ges", "v1.0", _, "graphs", _, "jobs", "status"] => {
-            "/ges/v1.0/:project_id/graphs/:graph_name/jobs/status"
-        }
-        ["", "ges", "v1.0", _, "graphs", _, "jobs", _, "status"] => {
-            "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status"
-        }
-        _ => "other",
+        segs[n] = seg;
+        n += 1;
+    }
+    match &segs[..n] {
+        ["", "v2", _, "graphs"] => 0,
+        ["", "v2", _, "graphs", "jobs"] => 1,
+        ["", "v2", _, "graphs", _] => 2,
+        ["", "v2", _, "graphs", _, "start"] => 3,
+        ["", "v2", _, "graphs", _, "stop"] => 4,
+        ["", "v2", _, "graphs", _, "restart"] => 5,
+        ["", "v2", _, "graphs", _, "import-graph"] => 6,
+        ["", "v2", _, "graphs", _, "export-graph"] => 7,
+        ["", "v2", _, "graphs", _, "clear-graph"] => 8,
+        ["", "v2", _, "graphs", _, "jobs", _, "status"] => 9,
+        ["", "ges", "v1.0", _, "graphs", _, "vertices", "detail"] => 10,
+        ["", "ges", "v1.0", _, "graphs", _, "action"] => 11,
+        ["", "ges", "v1.0", _, "graphs", _, "jobs", "status"] => 12,
+        ["", "ges", "v1.0", _, "graphs", _, "jobs", _, "status"] => 13,
+        _ => OTHER,
     }
 }
 
@@ -335,5 +446,138 @@ mod tests {
             "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status"
         );
         assert_eq!(route_of("/ges/v1.0/demo/graphs/g/whatever"), "other");
+    }
+
+    /// The route templates as they were found before `route_index`: the
+    /// path's segments collected and matched.
+    fn route_of_collected(path: &str) -> &'static str {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        match segs.as_slice() {
+            ["", "v2", _, "graphs"] => "/v2/:project_id/graphs",
+            ["", "v2", _, "graphs", "jobs"] => "/v2/:project_id/graphs/jobs",
+            ["", "v2", _, "graphs", _] => "/v2/:project_id/graphs/:graph_id",
+            ["", "v2", _, "graphs", _, "start"] => "/v2/:project_id/graphs/:graph_id/start",
+            ["", "v2", _, "graphs", _, "stop"] => "/v2/:project_id/graphs/:graph_id/stop",
+            ["", "v2", _, "graphs", _, "restart"] => "/v2/:project_id/graphs/:graph_id/restart",
+            ["", "v2", _, "graphs", _, "import-graph"] => {
+                "/v2/:project_id/graphs/:graph_id/import-graph"
+            }
+            ["", "v2", _, "graphs", _, "export-graph"] => {
+                "/v2/:project_id/graphs/:graph_id/export-graph"
+            }
+            ["", "v2", _, "graphs", _, "clear-graph"] => {
+                "/v2/:project_id/graphs/:graph_id/clear-graph"
+            }
+            ["", "v2", _, "graphs", _, "jobs", _, "status"] => {
+                "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status"
+            }
+            ["", "ges", "v1.0", _, "graphs", _, "vertices", "detail"] => {
+                "/ges/v1.0/:project_id/graphs/:graph_name/vertices/detail"
+            }
+            ["", "ges", "v1.0", _, "graphs", _, "action"] => {
+                "/ges/v1.0/:project_id/graphs/:graph_name/action"
+            }
+            ["", "ges", "v1.0", _, "graphs", _, "jobs", "status"] => {
+                "/ges/v1.0/:project_id/graphs/:graph_name/jobs/status"
+            }
+            ["", "ges", "v1.0", _, "graphs", _, "jobs", _, "status"] => {
+                "/ges/v1.0/:project_id/graphs/:graph_name/jobs/:job_id/status"
+            }
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn route_templates_are_found_as_by_collecting_the_segments() {
+        let mut paths = vec![
+            String::new(),
+            "/".to_owned(),
+            "//".to_owned(),
+            "/v2".to_owned(),
+            "/v2/".to_owned(),
+            "/v2//graphs".to_owned(),
+            "/v2/demo/graphs//".to_owned(),
+            "/v2/demo/graphs/g/jobs/j/status/".to_owned(),
+            "/v2/demo/graphs/g/jobs/j/status/x".to_owned(),
+            "/v2/demo/graphs/g/jobs/j/status/x/y/z".to_owned(),
+            "/ges/v1.0/demo/graphs/g/jobs/j/status".to_owned(),
+            "/ges/v1.0/demo/graphs/g/jobs/j/status/more".to_owned(),
+            "v2/demo/graphs".to_owned(),
+            "/v2/de%2Fmo/graphs/%2e%2e/start".to_owned(),
+        ];
+        let prefixes = [
+            "/v2/demo/graphs",
+            "/v2/demo/graphs/g",
+            "/ges/v1.0/demo/graphs/g",
+        ];
+        let tails = [
+            "",
+            "/",
+            "/jobs",
+            "/start",
+            "/stop",
+            "/restart",
+            "/import-graph",
+            "/export-graph",
+            "/clear-graph",
+            "/jobs/j/status",
+            "/vertices/detail",
+            "/action",
+            "/jobs/status",
+            "/a/b/c/d/e/f/g",
+        ];
+        for p in prefixes {
+            for t in tails {
+                paths.push(format!("{p}{t}"));
+            }
+        }
+        for p in &paths {
+            assert_eq!(route_of(p), route_of_collected(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn kept_handles_count_what_label_lookups_count() {
+        let m = Metrics::new();
+        let (engine, _jobs) = Engine::builder().build();
+        let ms = Duration::from_millis(1);
+        let status_route = "/v2/:project_id/graphs/:graph_id/jobs/:job_id/status";
+        m.path_request(
+            "/v2/demo/graphs/g/jobs/j/status",
+            &axum::http::Method::GET,
+            200,
+            ms,
+        );
+        m.request(status_route, "GET", 200, ms);
+        let brew = axum::http::Method::from_bytes(b"BREW").unwrap();
+        m.path_request("/v2/demo/graphs", &brew, 405, ms);
+        m.path_request("/nowhere", &axum::http::Method::GET, 418, ms);
+        m.path_request("/nowhere", &axum::http::Method::GET, 418, ms);
+        m.request("/not/a/template", "BREW", 200, ms);
+        let text = m.render(&engine);
+        let line = |labels: &str, value: u32| {
+            let l = format!("ges_http_requests_total{{{labels}}} {value}\n");
+            assert!(text.contains(&l), "no {l:?} in\n{text}");
+        };
+        line(
+            &format!(r#"method="GET",route="{status_route}",status="200""#),
+            2,
+        );
+        line(
+            r#"method="other",route="/v2/:project_id/graphs",status="405""#,
+            1,
+        );
+        line(r#"method="GET",route="other",status="418""#, 2);
+        line(r#"method="other",route="/not/a/template",status="200""#, 1);
+        let count = |route: &str, value: u32| {
+            let l =
+                format!("ges_http_request_duration_seconds_count{{route=\"{route}\"}} {value}\n");
+            assert!(text.contains(&l), "no {l:?} in\n{text}");
+        };
+        count(status_route, 2);
+        count("other", 2);
+        count("/v2/:project_id/graphs", 1);
+        // Nothing is shown for a label set no request had.
+        assert!(!text.contains("/start"), "{text}");
     }
 }

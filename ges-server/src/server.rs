@@ -389,7 +389,7 @@ impl BoundServer {
                 }
                 _ => None,
             };
-            let app = crate::api::router(state);
+            let app = crate::api::service(state);
             let drained = crate::conn::serve(listener, app, tls, limits, shutdown, grace).await;
             let _ = stop_metrics.send(());
             if let Some(t) = metrics_task {

@@ -638,19 +638,12 @@ async fn job_list(
 /// Largest error body rewritten into the service plane's form.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// On `/ges/` paths, error bodies in GES's service-plane form:
-/// `{"errorCode", "errorMessage"}` instead of the management plane's
-/// `{"error_code", "error_msg"}`, whoever refused the request (the gate,
-/// a handler, the router).
-pub(crate) async fn service_errors(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let service = req.uri().path().starts_with("/ges/");
-    let response = next.run(req).await;
-    if !service || response.status().as_u16() < 400 {
-        return response;
-    }
+/// An error answered on a `/ges/` path, with its body in GES's
+/// service-plane form: `{"errorCode", "errorMessage"}` instead of the
+/// management plane's `{"error_code", "error_msg"}`, whoever refused the
+/// request (the gate, a handler, the router). The API's front service
+/// calls it for every answer of 400 or more on those paths.
+pub(crate) async fn service_error_body(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
         return (parts.status, "").into_response();

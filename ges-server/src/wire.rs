@@ -101,11 +101,52 @@ const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
 /// assert_eq!(format_time(Timestamp::from_millis(1_714_564_800_999)), "2024-05-01T12:00:00");
 /// ```
 pub fn format_time(t: Timestamp) -> String {
-    let nanos = i128::from(t.as_millis()) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|dt| dt.format(TIME_FORMAT).ok())
-        .unwrap_or_else(|| "9999-12-31T23:59:59".to_owned())
+    TimeText::new(t).as_str().to_owned()
+}
+
+/// A time as [`format_time`] writes it, held on the stack.
+pub(crate) enum TimeText {
+    /// `yyyy-MM-ddTHH:mm:ss`.
+    Digits([u8; 19]),
+    /// What the time crate writes for a year it cannot show in four digits.
+    Other(String),
+}
+
+impl TimeText {
+    pub(crate) fn new(t: Timestamp) -> Self {
+        let nanos = i128::from(t.as_millis()) * 1_000_000;
+        let Ok(dt) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+            return Self::Digits(*b"9999-12-31T23:59:59");
+        };
+        // The digits are written directly: the time crate's formatter walks
+        // the format description for every call, and this is on every job
+        // and graph shown.
+        let mut out = *b"0000-00-00T00:00:00";
+        let mut put = |at: usize, width: usize, value: u32| {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        match u32::try_from(dt.year()) {
+            Ok(year) if year <= 9999 => put(0, 4, year),
+            _ => return Self::Other(dt.format(TIME_FORMAT).unwrap_or_default()),
+        }
+        put(5, 2, u32::from(u8::from(dt.month())));
+        put(8, 2, u32::from(dt.day()));
+        put(11, 2, u32::from(dt.hour()));
+        put(14, 2, u32::from(dt.minute()));
+        put(17, 2, u32::from(dt.second()));
+        Self::Digits(out)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Digits(d) => std::str::from_utf8(d).unwrap_or_default(),
+            Self::Other(s) => s,
+        }
+    }
 }
 
 /// A task-center time bound: `yyyy-MM-dd` (a whole UTC day, as GES
@@ -197,6 +238,65 @@ impl Job {
             job_progress: t.progress,
         }
     }
+}
+
+/// A task as [`Job`] shows it, serialized straight from the task: the
+/// same JSON, field for field, without building `Job`'s strings.
+pub(crate) struct JobView<'a>(pub(crate) &'a TaskInfo);
+
+/// A value serialized as the string its `Display` writes.
+struct Shown<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+impl Serialize for JobView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let t = self.0;
+        let mut out = s.serialize_struct("Job", 9)?;
+        out.serialize_field("job_id", &Shown(&t.id))?;
+        out.serialize_field("status", job_status(t.status))?;
+        out.serialize_field("job_type", &job_type(&t.kind))?;
+        out.serialize_field("job_name", &Shown(&t.kind))?;
+        out.serialize_field("related_graph", &Shown(&t.key.graph))?;
+        out.serialize_field("begin_time", TimeText::new(t.created_at).as_str())?;
+        match t.ended_at {
+            Some(end) => out.serialize_field("end_time", TimeText::new(end).as_str())?,
+            None => out.skip_field("end_time")?,
+        }
+        match t.status {
+            TaskStatus::Failed | TaskStatus::Cancelled => match &t.reason {
+                Some(reason) => out.serialize_field("fail_reason", &Shown(reason))?,
+                None => out.serialize_field("fail_reason", t.status.name())?,
+            },
+            _ => out.skip_field("fail_reason")?,
+        }
+        out.serialize_field("job_progress", &t.progress)?;
+        out.end()
+    }
+}
+
+/// `{"job_count": n, "job_list": [...]}` as [`ListJobsResponse`] shows it,
+/// from the tasks.
+#[derive(Serialize)]
+pub(crate) struct ListJobsView<'a> {
+    pub(crate) job_count: usize,
+    pub(crate) job_list: Vec<JobView<'a>>,
+}
+
+/// `{"job_id": ...}` as [`JobIdResponse`] shows it, from the job's id.
+#[derive(Serialize)]
+pub(crate) struct JobIdView<'a> {
+    #[serde(serialize_with = "shown")]
+    pub(crate) job_id: &'a graph_lifecycle::JobId,
+}
+
+fn shown<T: std::fmt::Display, S: serde::Serializer>(v: &&T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(*v)
 }
 
 /// A graph, as `GET .../graphs/{graph_id}` and the graph list show it.
@@ -371,4 +471,111 @@ pub struct ExportGraphRequest {
     /// Paging of a large export.
     #[serde(default)]
     pub paginate: Option<Map<String, Value>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_the_time_crate_formats_them() {
+        let formatted = |ms: u64| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .ok()
+                .and_then(|dt| dt.format(TIME_FORMAT).ok())
+                .unwrap_or_else(|| "9999-12-31T23:59:59".to_owned())
+        };
+        let mut ms: u64 = 0;
+        let mut samples = vec![
+            0,
+            999,
+            1_714_564_800_999,
+            951_782_400_000,     // 2000-02-29
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
+            253_402_300_800_000, // past the year 9999
+            u64::MAX,
+        ];
+        for _ in 0..10_000 {
+            // Steps of about 289 days and a few seconds, through the years.
+            ms = ms.wrapping_add(25_000_000_017);
+            samples.push(ms % 253_402_300_800_000);
+        }
+        for ms in samples {
+            assert_eq!(
+                format_time(Timestamp::from_millis(ms)),
+                formatted(ms),
+                "{ms}"
+            );
+        }
+    }
+
+    /// Tasks of every shape: pending, running, ended in each way, a host
+    /// task, a failure with a message that needs escaping.
+    fn tasks() -> Vec<TaskInfo> {
+        use graph_lifecycle::{Engine, GraphKey, HostKind, Report, TaskSpec};
+        let (engine, jobs) = Engine::builder().build();
+        let key = GraphKey::parse("demo", "g").unwrap();
+        engine.create_graph(&key).unwrap();
+        let start = engine.start(&key).unwrap();
+        let job = jobs.try_recv().unwrap();
+        let mut seen = vec![engine.task(&key, start).unwrap()];
+        engine.report(&job.task, Report::Started).unwrap();
+        engine.report(&job.task, Report::Progress(40)).unwrap();
+        seen.push(engine.task(&key, start).unwrap());
+        engine.report(&job.task, Report::Succeeded).unwrap();
+        seen.push(engine.task(&key, start).unwrap());
+        let import = engine.import(&key, b"{}".to_vec()).unwrap();
+        let host = engine
+            .register_task(&key, TaskSpec::new(HostKind::new("pagerank").unwrap()))
+            .unwrap();
+        seen.push(engine.task(&key, host.id()).unwrap());
+        engine
+            .report(
+                &host.task,
+                Report::Failed("a \"quoted\"\nreason\u{1}".to_owned()),
+            )
+            .unwrap();
+        seen.push(engine.task(&key, host.id()).unwrap());
+        let cancelled = engine
+            .register_task(&key, TaskSpec::new(HostKind::new("pagerank").unwrap()))
+            .unwrap();
+        engine.cancel(&key, cancelled.id()).unwrap();
+        seen.push(engine.task(&key, cancelled.id()).unwrap());
+        let restart = engine.force_restart(&key).unwrap().job;
+        seen.push(engine.task(&key, import).unwrap());
+        engine.force_restart(&key).unwrap();
+        seen.push(engine.task(&key, restart).unwrap());
+        seen
+    }
+
+    #[test]
+    fn a_job_view_is_the_job_serialized() {
+        let tasks = tasks();
+        for t in &tasks {
+            assert_eq!(
+                serde_json::to_string(&JobView(t)).unwrap(),
+                serde_json::to_string(&Job::from_task(t)).unwrap()
+            );
+        }
+        let list = ListJobsResponse {
+            job_count: 9,
+            job_list: tasks.iter().map(Job::from_task).collect(),
+        };
+        let view = ListJobsView {
+            job_count: 9,
+            job_list: tasks.iter().map(JobView).collect(),
+        };
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            serde_json::to_string(&list).unwrap()
+        );
+        let id = tasks[0].id;
+        assert_eq!(
+            serde_json::to_string(&JobIdView { job_id: &id }).unwrap(),
+            serde_json::to_string(&JobIdResponse {
+                job_id: id.to_string()
+            })
+            .unwrap()
+        );
+    }
 }

@@ -15,15 +15,20 @@
 //!
 //! Waiting: whoever finds its record not yet written and no write under
 //! way becomes the **leader**: it takes records out of the buffer, writes
-//! them and syncs them with the buffer's mutex released, then wakes
-//! everyone. The others wait on a condition variable. Under
-//! [`Durability::SyncEveryCommit`] a leader writes up to its own record;
-//! under [`Durability::GroupCommit`] it may wait a moment for company and
-//! writes everything buffered, so one sync acknowledges many commits.
+//! them and syncs them with the buffer's mutex released. The others
+//! register and park. When the write ends, the leader wakes exactly the
+//! waiters it covered and hands the lead to one waiter it did not cover,
+//! if any; the rest stay parked until a later write covers them, rather
+//! than all waking to find they must wait again. Under [`Durability::SyncEveryCommit`] a leader writes up to
+//! its own record; under [`Durability::GroupCommit`] it writes everything
+//! buffered, so one sync acknowledges many commits, and, when fewer
+//! records are buffered than the last batch had while commands are still
+//! on their way, waits a moment for them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -178,6 +183,9 @@ pub struct JournalStatus {
     pub snapshot: Option<u64>,
     /// Log bytes written since that snapshot.
     pub since_snapshot: u64,
+    /// Syncs of the storage made by commits since the journal opened: with
+    /// the commits made meanwhile, how many commits a sync acknowledged.
+    pub syncs: u64,
     /// Why the journal stopped taking commands, if it did.
     pub failure: Option<String>,
 }
@@ -206,9 +214,23 @@ struct Buffer {
     expect: usize,
     failure: Option<Arc<JournalError>>,
     spare: Vec<u8>,
+    /// Threads parked until a write covers their record.
+    waiting: Vec<Waiter>,
+}
+
+/// A thread waiting for its record to be written (and synced, if `sync`).
+struct Waiter {
+    lsn: u64,
+    sync: bool,
+    thread: Thread,
 }
 
 impl Buffer {
+    /// Whether the record at `lsn` is written, and synced if `sync`.
+    fn covers(&self, lsn: u64, sync: bool) -> bool {
+        (if sync { self.durable } else { self.written }) > lsn
+    }
+
     /// Takes the buffered records below `upto` out, with the LSN of the
     /// first.
     fn take(&mut self, upto: u64) -> Vec<u8> {
@@ -284,8 +306,6 @@ pub(crate) struct Log {
     /// every graph, so that the copy matches a point of the log.
     gate: RwLock<()>,
     buf: Mutex<Buffer>,
-    /// Signalled when a leader's write ends.
-    done: Condvar,
     /// Signalled when a command under way is buffered or refused, for a
     /// gathering leader.
     joined: Condvar,
@@ -293,6 +313,8 @@ pub(crate) struct Log {
     snap: Mutex<SnapState>,
     failed: AtomicBool,
     since_snapshot: AtomicU64,
+    /// Syncs made by [`Log::write`] ([`JournalStatus::syncs`]).
+    syncs: AtomicU64,
     /// While recovery runs: commands wait to be written, not synced; the
     /// recovery syncs once at its end.
     deferred: AtomicBool,
@@ -321,8 +343,8 @@ impl Log {
                 expect: 1,
                 failure: None,
                 spare: Vec::new(),
+                waiting: Vec::new(),
             }),
-            done: Condvar::new(),
             joined: Condvar::new(),
             seg: Mutex::new(Segments {
                 synced: true,
@@ -336,6 +358,7 @@ impl Log {
             }),
             failed: AtomicBool::new(false),
             since_snapshot: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             deferred: AtomicBool::new(false),
             wake: Mutex::new(None),
         }
@@ -423,17 +446,47 @@ impl Log {
             if let Some(f) = &b.failure {
                 return Err(JournalError::Failed(f.clone()));
             }
-            if (if sync { b.durable } else { b.written }) > lsn {
+            if b.covers(lsn, sync) {
                 return Ok(());
             }
             if b.leader {
-                self.done.wait(&mut b);
+                b.waiting.push(Waiter {
+                    lsn,
+                    sync,
+                    thread: std::thread::current(),
+                });
+                drop(b);
+                // Until a leader wakes this thread (a wake-up before the
+                // park makes the park return at once); a spurious wake-up
+                // only looks again.
+                std::thread::park();
+                b = self.buf.lock();
                 continue;
             }
             b.leader = true;
             self.lead(&mut b, lsn, sync);
             b.leader = false;
-            self.done.notify_all();
+            // The covered waiters go; one of the others, if any, takes the
+            // lead next. A failure wakes everyone, to see it.
+            let failed = b.failure.is_some();
+            let mut wake: Vec<Thread> = Vec::new();
+            let mut i = 0;
+            while i < b.waiting.len() {
+                let w = &b.waiting[i];
+                if failed || b.covers(w.lsn, w.sync) {
+                    wake.push(b.waiting.swap_remove(i).thread);
+                } else {
+                    i += 1;
+                }
+            }
+            if let Some(next) = b.waiting.pop() {
+                wake.push(next.thread);
+            }
+            MutexGuard::unlocked(&mut b, || {
+                for t in wake {
+                    t.unpark();
+                }
+            });
         }
     }
 
@@ -444,7 +497,7 @@ impl Log {
             // Wait for as much company as the last batch had, and for the
             // commands already under way; alone, do not wait at all.
             let until = Instant::now() + max_delay;
-            while b.ends.len() < b.expect || b.in_flight > 0 {
+            while b.ends.len() < b.expect && b.in_flight > 0 {
                 b.gathering = true;
                 if self.joined.wait_until(b, until).timed_out() {
                     break;
@@ -493,10 +546,15 @@ impl Log {
                 .last()
                 .map_or_else(|| "the log".to_owned(), |n| st.segment_name(*n))
         };
+        let sync_storage = |seg: &Segments| {
+            st.sync().map_err(JournalError::io("sync", name(seg)))?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok::<(), JournalError>(())
+        };
         if !chunk.is_empty() {
             if seg.list.is_empty() || seg.len >= self.options.segment_bytes {
                 if !seg.list.is_empty() {
-                    st.sync().map_err(JournalError::io("sync", name(&seg)))?;
+                    sync_storage(&seg)?;
                 }
                 let header = SegmentHeader::new(first).map_err(JournalError::Random)?;
                 let bytes = header.encode();
@@ -509,7 +567,7 @@ impl Log {
             }
             let deferred = self.deferred.load(Ordering::Acquire);
             if !seg.synced && self.options.durability != Durability::NoSync && !deferred {
-                st.sync().map_err(JournalError::io("sync", name(&seg)))?;
+                sync_storage(&seg)?;
                 seg.synced = true;
             }
             reseal_chunk(chunk, seg.salt, seg.synced);
@@ -521,7 +579,7 @@ impl Log {
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         if sync {
-            st.sync().map_err(JournalError::io("sync", name(&seg)))?;
+            sync_storage(&seg)?;
             seg.synced = true;
         }
         Ok(())
@@ -635,6 +693,7 @@ impl Log {
             durable: b.durable,
             snapshot,
             since_snapshot: self.since_snapshot.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
             failure: b.failure.as_ref().map(|f| f.to_string()),
         }
     }

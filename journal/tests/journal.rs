@@ -1394,6 +1394,28 @@ fn no_sync_is_made_durable_by_sync() {
     assert_eq!(r.report.replayed, 2);
 }
 
+/// `JournalStatus::syncs` counts the syncs commits made: one a commit
+/// under `SyncEveryCommit` with one committer, none under `NoSync` until
+/// `Journal::sync`.
+#[test]
+fn the_status_counts_syncs() {
+    let key = GraphKey::parse("p", "g").unwrap();
+    let disk = MemStorage::new();
+    let d = open(&disk, options(Durability::SyncEveryCommit)).expect("open");
+    let before = d.journal.status().syncs;
+    d.engine.create_graph(&key).unwrap();
+    d.engine.start(&key).unwrap();
+    assert_eq!(d.journal.status().syncs - before, 2);
+    let disk = MemStorage::new();
+    let d = open(&disk, options(Durability::NoSync)).expect("open");
+    let before = d.journal.status().syncs;
+    d.engine.create_graph(&key).unwrap();
+    d.engine.start(&key).unwrap();
+    assert_eq!(d.journal.status().syncs, before);
+    d.journal.sync().unwrap();
+    assert!(d.journal.status().syncs > before);
+}
+
 /// Under group commit, commits from several threads are each acknowledged
 /// only once durable: a power cut right after loses none.
 #[test]

@@ -15,7 +15,7 @@
 //!    that shows whether two cores were there.
 //!
 //! `cargo bench --bench targets` (`TARGETS_ROUNDS` to change the number
-//! of rounds). `docs/BENCHMARKS.md` has the figures.
+//! of rounds, `TARGETS_ONLY=13` to run only cases 1 and 3). `docs/BENCHMARKS.md` has the figures.
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -396,12 +396,25 @@ fn scaling() {
     );
 }
 
+/// Whether case `n` runs: every case, or those `TARGETS_ONLY` lists
+/// (`TARGETS_ONLY=3` runs only the task cycle, for a profiler).
+fn runs(n: char) -> bool {
+    std::env::var("TARGETS_ONLY").map_or(true, |only| only.contains(n))
+}
+
 fn main() {
     let t0 = Instant::now();
-    keyed_reads();
-    restart();
-    task_cycle();
-    scaling();
+    let cases: [(char, fn()); 4] = [
+        ('1', keyed_reads),
+        ('2', restart),
+        ('3', task_cycle),
+        ('4', scaling),
+    ];
+    for (n, case) in cases {
+        if runs(n) {
+            case();
+        }
+    }
     println!(
         "(median of {} rounds each; {:.0?} in all)",
         rounds(),

@@ -18,6 +18,11 @@
 //! | `POST /v2/{p}/graphs/{g}/clear-graph` | [`Engine::clear`] |
 //! | `GET /v2/{p}/graphs/{g}/jobs/{j}/status` | [`Engine::task`] |
 //! | `GET /v2/{p}/graphs/jobs` | [`Engine::project_tasks`], or [`Engine::tasks`] with `graph_name` |
+//! | `GET /v2/{p}/events` | [`Engine::subscribe`], once per server ([`crate::events`]) |
+//! | `GET /v2/{p}/cluster` | the cluster node's status and owners ([`crate::cluster`]) |
+//!
+//! Backups are in [`crate::backup`]; schemas and quotas in
+//! [`crate::catalog`].
 //!
 //! The service plane's routes (`/ges/v1.0/...`) are in [`crate::service`].
 
@@ -38,8 +43,8 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use graph_lifecycle::{
-    Clock, Engine, GraphId, GraphKey, IdSource, JobId, Payload, ProjectId, RequestId, StatusSet,
-    TaskQuery,
+    Clock, Engine, GraphId, GraphKey, IdSource, JobId, Op, Payload, ProjectId, RequestId,
+    StatusSet, TaskQuery,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -97,12 +102,18 @@ pub struct ApiState {
     /// The real engine's graph data, for the service plane (none with the
     /// simulated host or an embedder's engine).
     pub(crate) store: Option<Arc<crate::host::Inner>>,
+    /// The event streams' hub ([`crate::events`]).
+    pub events: crate::events::EventHub,
+    /// The cluster node the API writes through and reads behind a barrier
+    /// from, if the server is one ([`crate::cluster`]).
+    pub(crate) cluster: Option<crate::cluster::ClusterApi>,
 }
 
 impl ApiState {
     /// A state with no job quota and no metrics.
     pub fn new(engine: Engine, auth: Authenticator, limits: Limits) -> Self {
         Self {
+            events: crate::events::EventHub::new(engine.clone(), Default::default()),
             engine,
             auth,
             limits,
@@ -110,6 +121,7 @@ impl ApiState {
             metrics: None,
             unverified: crate::gate::BodyBudget::new(limits.max_unverified_body_bytes),
             store: None,
+            cluster: None,
         }
     }
 
@@ -191,7 +203,11 @@ pub fn service(state: ApiState) -> ApiService {
         .route(&format!("{graph}/export-graph"), post(export_graph))
         .route(&format!("{graph}/clear-graph"), post(clear_graph))
         .route(&format!("{graph}/jobs/{{job_id}}/status"), get(show_job))
+        .route("/v2/{project_id}/events", get(crate::events::stream))
+        .route("/v2/{project_id}/cluster", get(crate::cluster::status))
         .merge(crate::service::routes())
+        .merge(crate::backup::routes())
+        .merge(crate::catalog::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -265,10 +281,23 @@ fn serve(
             .map(|a| a.0);
         let mut response = {
             let handled = std::pin::pin!(async {
+                // The console's pages carry no data and need no credential
+                // ([`crate::console`]); its calls are API calls.
+                if let Some(page) = crate::console::respond(&parts) {
+                    return page;
+                }
                 match crate::gate::admit(&st, &mut parts, body).await {
                     // A router is always ready (its `poll_ready` does
                     // nothing).
                     Ok(body) => {
+                        // A cluster node reads behind a barrier
+                        // ([`crate::cluster`]).
+                        if parts.method == Method::GET
+                            && let Some(c) = &st.cluster
+                            && let Err(e) = c.read_barrier(&parts.headers).await
+                        {
+                            return e.into_response();
+                        }
                         // Scoped, so that the request's place is not kept
                         // beside the route's future.
                         let answer = {
@@ -705,7 +734,10 @@ async fn create_graph(
         )));
     }
     let key = GraphKey::new(project, GraphId::new(&name)?);
-    st.engine.request(retry).create_graph(&key)?;
+    match &st.cluster {
+        Some(c) => c.plain(&key, retry, Op::Create).await?,
+        None => drop(st.engine.request(retry).create_graph(&key)?),
+    }
     ok(&wire::CreateGraphResponse {
         id: name.clone(),
         name,
@@ -739,12 +771,18 @@ async fn delete_graph(
     Idempotency(req): Idempotency,
     q: Query,
 ) -> ApiResult {
-    // Cloud-only options: checked for form, then ignored.
-    q.bool("keep_backup")?;
+    // A cloud-only option: checked for form, then ignored.
     q.bool("delete_eip")?;
-    st.engine.request(req).remove_graph(&key)?;
+    let keep_backup = q.bool("keep_backup")?;
+    match &st.cluster {
+        Some(c) => c.plain(&key, req, Op::Remove).await?,
+        None => st.engine.request(req).remove_graph(&key)?,
+    }
     if let Some(store) = &st.store {
         store.forget(&key);
+        if !keep_backup {
+            store.drop_backups(&key);
+        }
     }
     ok(&wire::JobIdResponse {
         job_id: String::new(),
@@ -758,13 +796,19 @@ async fn start_graph(
     body: ReqBody,
 ) -> ApiResult {
     let req: wire::StartGraphRequest = body.json_or_default()?;
+    if let Some(id) = &req.graph_backup_id {
+        crate::backup::check_restore(&st, &key, id).await?;
+    }
     let payload = if req.graph_backup_id.is_some() {
         Payload::new(body.0.to_vec())
     } else {
         Payload::EMPTY
     };
     st.job_quota(&key.project)?;
-    job_started(st.engine.request(retry).start_with(&key, payload)?)
+    job_started(match &st.cluster {
+        Some(c) => c.job(&key, retry, |job| Op::Start { job, payload }).await?,
+        None => st.engine.request(retry).start_with(&key, payload)?,
+    })
 }
 
 /// An optional body that must be blank or a JSON object.
@@ -781,7 +825,10 @@ async fn stop_graph(
 ) -> ApiResult {
     no_body_expected(&body)?;
     st.job_quota(&key.project)?;
-    job_started(st.engine.request(req).stop(&key)?)
+    job_started(match &st.cluster {
+        Some(c) => c.job(&key, req, |job| Op::Stop { job }).await?,
+        None => st.engine.request(req).stop(&key)?,
+    })
 }
 
 async fn restart_graph(
@@ -791,7 +838,10 @@ async fn restart_graph(
     body: ReqBody,
 ) -> ApiResult {
     no_body_expected(&body)?;
-    job_started(st.engine.request(req).force_restart(&key)?.job)
+    job_started(match &st.cluster {
+        Some(c) => c.job(&key, req, |job| Op::ForceRestart { job }).await?,
+        None => st.engine.request(req).force_restart(&key)?.job,
+    })
 }
 
 async fn import_graph(
@@ -802,7 +852,11 @@ async fn import_graph(
 ) -> ApiResult {
     body.json::<wire::ImportGraphRequest>()?;
     st.job_quota(&key.project)?;
-    job_started(st.engine.request(req).import(&key, body.0.to_vec())?)
+    let payload = Payload::new(body.0.to_vec());
+    job_started(match &st.cluster {
+        Some(c) => c.job(&key, req, |job| Op::Import { job, payload }).await?,
+        None => st.engine.request(req).import(&key, payload)?,
+    })
 }
 
 async fn export_graph(
@@ -813,7 +867,11 @@ async fn export_graph(
 ) -> ApiResult {
     body.json::<wire::ExportGraphRequest>()?;
     st.job_quota(&key.project)?;
-    job_started(st.engine.request(req).export(&key, body.0.to_vec())?)
+    let payload = Payload::new(body.0.to_vec());
+    job_started(match &st.cluster {
+        Some(c) => c.job(&key, req, |job| Op::Export { job, payload }).await?,
+        None => st.engine.request(req).export(&key, payload)?,
+    })
 }
 
 async fn clear_graph(
@@ -826,7 +884,16 @@ async fn clear_graph(
     no_body_expected(&body)?;
     let clear_metadata = q.bool("clear_metadata")?;
     st.job_quota(&key.project)?;
-    job_started(st.engine.request(req).clear(&key, clear_metadata)?)
+    job_started(match &st.cluster {
+        Some(c) => {
+            c.job(&key, req, |job| Op::Clear {
+                job,
+                clear_metadata,
+            })
+            .await?
+        }
+        None => st.engine.request(req).clear(&key, clear_metadata)?,
+    })
 }
 
 async fn show_job(State(st): State<Arc<ApiState>>, JobPath(key, job): JobPath) -> ApiResult {

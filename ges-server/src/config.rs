@@ -66,6 +66,54 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// This server as a node of a replicated lifecycle (off unless
+    /// `node_id` is set).
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: the server runs as a node of a replicated lifecycle
+/// ([`crate::cluster`], `docs/CLUSTER.md`): its graphs and jobs are on
+/// every node, and the node's simulated workers run the jobs of the
+/// graphs it owns. The node's log and snapshot are kept in
+/// `<storage.dir>/cluster`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's id (1 or more; never reused for a node whose disk was
+    /// lost). Unset: not a cluster node.
+    pub node_id: Option<u64>,
+    /// Every node of the cluster, this one included: node id (as a
+    /// string, TOML keys are) to the `host:port` of its node-to-node
+    /// listener, e.g. `peers = { 1 = "10.0.0.1:7001", 2 = "10.0.0.2:7001" }`.
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// A file holding the cluster key: at least 16 bytes, the same on every
+    /// node; a node presenting another key is refused.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Initialize the cluster with every peer as a voter: once, on one
+    /// node, the first time (a node already initialized ignores it).
+    pub bootstrap: bool,
+    /// Mutual TLS between the nodes (between machines).
+    pub tls: Option<ClusterTlsConfig>,
+}
+
+impl ClusterSection {
+    /// Whether the server runs as a cluster node.
+    pub fn enabled(&self) -> bool {
+        self.node_id.is_some()
+    }
+}
+
+/// `[cluster.tls]`: the node's certificate and key, and the CA that signs
+/// every node's certificate (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// This node's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// This node's private key.
+    pub key: std::path::PathBuf,
+    /// The CA every node's certificate is checked against.
+    pub ca: std::path::PathBuf,
 }
 
 /// `[storage]`: the journal of every command, so that graphs and jobs
@@ -479,6 +527,15 @@ pub struct StoreConfig {
     /// Synchronous queries (k-hop, shortest path) run at once (default 4);
     /// more wait their turn.
     pub max_sync_queries: usize,
+    /// Most backups one project keeps (default 100); a backup past it is
+    /// refused 429.
+    pub max_backups_per_project: usize,
+    /// Most schemas (`/metadatas`) one project keeps (default 100).
+    pub max_schemas_per_project: usize,
+    /// Writes backups at most this many bytes a second (default: as fast
+    /// as the disk goes). For demonstrations and tests of a backup cut by
+    /// a forced restart.
+    pub backup_bytes_per_sec: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -495,6 +552,9 @@ impl Default for StoreConfig {
             max_retained_results: 64,
             max_result_bytes: 256 << 20,
             max_sync_queries: 4,
+            max_backups_per_project: 100,
+            max_schemas_per_project: 100,
+            backup_bytes_per_sec: None,
         }
     }
 }
@@ -577,6 +637,25 @@ impl Config {
             ));
         }
         self.storage.durability()?;
+        if self.cluster.enabled() {
+            if self.storage.in_memory {
+                return bad(
+                    "a cluster node keeps its log on disk: storage.in_memory cannot be set with cluster.node_id"
+                        .into(),
+                );
+            }
+            let c = &self.cluster;
+            if c.key_file.is_none() {
+                return bad("cluster.key_file must be set with cluster.node_id".into());
+            }
+            if let Some(id) = c.node_id
+                && !c.peers.contains_key(&id.to_string())
+            {
+                return bad(format!(
+                    "cluster.peers must list this node ({id}) with its node-to-node address"
+                ));
+            }
+        }
         if let Some(listen) = &self.metrics.listen
             && listen.parse::<SocketAddr>().is_err()
         {
@@ -641,6 +720,15 @@ impl Config {
         if st.max_retained_results == 0 || !(1..=1024).contains(&st.max_sync_queries) {
             return bad(
                 "store.max_retained_results must be at least 1, store.max_sync_queries in 1..=1024"
+                    .into(),
+            );
+        }
+        if st.max_backups_per_project == 0
+            || st.max_schemas_per_project == 0
+            || st.backup_bytes_per_sec == Some(0)
+        {
+            return bad(
+                "store.max_backups_per_project, store.max_schemas_per_project and store.backup_bytes_per_sec must be at least 1"
                     .into(),
             );
         }

@@ -5,6 +5,7 @@
 //! | job | what the worker does |
 //! |---|---|
 //! | start | loads the graph's stored data (none yet: an empty graph) |
+//! | start with `graph_backup_id` | reads the backup whole, checks it, stores it as the graph's data and loads it, as an import does |
 //! | stop | unloads it: the memory goes once the last query holding it ends |
 //! | restart | unloads, then loads |
 //! | import | imports the request's files into a copy of the data, stores it, swaps it in |
@@ -29,6 +30,9 @@
 //! tasks of the core ([`Engine::register_task`]): they show in the task
 //! center with their progress, and a forced restart fails them. Their
 //! results are kept, bounded in count and bytes, for paging.
+//!
+//! Backups are host tasks too, run one at a time by a thread of their
+//! own ([`crate::backup`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -37,7 +41,9 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use graph_lifecycle::{Engine, GraphKey, Job, JobId, JobReceiver, Report, TaskKind, TaskStatus};
+use graph_lifecycle::{
+    Clock, Engine, GraphKey, Job, JobId, JobReceiver, Report, TaskKind, TaskStatus,
+};
 use graph_lifecycle_store::disk::GraphDir;
 use graph_lifecycle_store::export::ExportNames;
 use graph_lifecycle_store::import::{ImportSpec, ParallelEdges, Source};
@@ -65,6 +71,13 @@ struct Slot {
     commit: Mutex<()>,
     /// The loaded data; `None` when not loaded.
     data: RwLock<Option<Arc<GraphData>>>,
+}
+
+/// A backup queued for the backup thread.
+struct BackupJob {
+    ticket: Job,
+    data: Arc<GraphData>,
+    queued: graph_lifecycle::Timestamp,
 }
 
 /// An algorithm run queued for the pool.
@@ -96,6 +109,11 @@ pub(crate) struct Inner {
     max_result_bytes: usize,
     hard_stop: AtomicBool,
     algo_tx: Mutex<Option<mpsc::Sender<AlgoJob>>>,
+    backup_tx: Mutex<Option<mpsc::Sender<BackupJob>>>,
+    /// The backups, kept in the data directory (none in memory).
+    backups: Option<Arc<crate::backup::Backups>>,
+    /// The stored schemas, likewise.
+    schemas: Option<Arc<crate::catalog::Schemas>>,
     /// Synchronous queries running, and the most allowed.
     pub(crate) sync_queries: tokio::sync::Semaphore,
 }
@@ -168,6 +186,23 @@ impl Control for JobControl<'_> {
     }
 }
 
+/// A job's control that also gives up once the host stops for good (a
+/// slowed-down backup would otherwise keep the host waiting).
+struct StoppingControl<'a> {
+    job: JobControl<'a>,
+    hard_stop: &'a AtomicBool,
+}
+
+impl Control for StoppingControl<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.job.is_cancelled() || self.hard_stop.load(Ordering::Acquire)
+    }
+
+    fn progress(&self, percent: u8) {
+        self.job.progress(percent);
+    }
+}
+
 impl StoreHost {
     /// Settles what a crash left in the data directory, loads the data of
     /// every running graph, and starts the workers on `jobs`.
@@ -187,6 +222,22 @@ impl StoreHost {
             Persist::Dir(cfg.storage.dir.join("graphs"))
         };
         let (algo_tx, algo_rx) = mpsc::channel::<AlgoJob>();
+        let (backup_tx, backup_rx) = mpsc::channel::<BackupJob>();
+        let (backups, schemas) = if cfg.storage.in_memory {
+            (None, None)
+        } else {
+            (
+                Some(Arc::new(crate::backup::Backups::new(
+                    cfg.storage.dir.join("backups"),
+                    st.max_backups_per_project,
+                    st.backup_bytes_per_sec,
+                ))),
+                Some(Arc::new(crate::catalog::Schemas::new(
+                    cfg.storage.dir.join("metadatas"),
+                    st.max_schemas_per_project,
+                ))),
+            )
+        };
         let inner = Arc::new(Inner {
             engine: engine.clone(),
             persist,
@@ -203,9 +254,18 @@ impl StoreHost {
             max_result_bytes: st.max_result_bytes,
             hard_stop: AtomicBool::new(false),
             algo_tx: Mutex::new(Some(algo_tx)),
+            backup_tx: Mutex::new(Some(backup_tx)),
+            backups,
+            schemas,
             sync_queries: tokio::sync::Semaphore::new(st.max_sync_queries),
         });
-        let report = inner.recover();
+        let mut report = inner.recover();
+        if let Some(b) = &inner.backups {
+            report.settled += b.recover(engine);
+        }
+        if let Some(s) = &inner.schemas {
+            report.settled += s.recover();
+        }
         let mut workers = Vec::new();
         for i in 0..st.workers {
             let (inner, jobs) = (inner.clone(), jobs.clone());
@@ -236,6 +296,18 @@ impl StoreHost {
                     })?,
             );
         }
+        {
+            let inner = inner.clone();
+            workers.push(
+                thread::Builder::new()
+                    .name("backup".to_owned())
+                    .spawn(move || {
+                        while let Ok(job) = backup_rx.recv() {
+                            inner.run_backup(job);
+                        }
+                    })?,
+            );
+        }
         Ok((StoreHost { inner, workers }, report))
     }
 
@@ -249,6 +321,9 @@ impl StoreHost {
     pub fn stop(self, grace: Duration) -> crate::sim::SimStopReport {
         self.inner.engine.shutdown();
         if let Ok(mut tx) = self.inner.algo_tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut tx) = self.inner.backup_tx.lock() {
             tx.take();
         }
         let deadline = Instant::now() + grace;
@@ -278,6 +353,28 @@ impl Inner {
         let slot = self.slots.lock().ok()?.get(key).cloned()?;
         let data = slot.data.read().ok()?;
         data.clone()
+    }
+
+    /// The backups, if this host keeps any.
+    pub(crate) fn backups(&self) -> Option<Arc<crate::backup::Backups>> {
+        self.backups.clone()
+    }
+
+    /// The stored schemas, if this host keeps any.
+    pub(crate) fn schemas(&self) -> Option<Arc<crate::catalog::Schemas>> {
+        self.schemas.clone()
+    }
+
+    /// Most edges a graph may hold.
+    pub(crate) fn max_edges(&self) -> u64 {
+        self.caps.max_edges
+    }
+
+    /// The graph was removed without `keep_backup`: its backups go.
+    pub(crate) fn drop_backups(&self, key: &GraphKey) {
+        if let Some(b) = &self.backups {
+            b.remove_graph(key);
+        }
     }
 
     /// The graph is gone: its data goes too.
@@ -404,6 +501,7 @@ impl Inner {
         }
         let key = job.key();
         let outcome = match &job.kind {
+            TaskKind::Start if !job.payload.as_bytes().is_empty() => self.restore(key, job),
             TaskKind::Start => self.load_into(key, job),
             TaskKind::Restart => {
                 self.unload(key);
@@ -457,9 +555,40 @@ impl Inner {
         Ok(())
     }
 
+    /// A start that names a backup: the backup is read whole and checked,
+    /// then stored as the graph's data and loaded, as an import's data is
+    /// ([`Inner::replace`]); a damaged backup fails the start and nothing
+    /// of it is loaded.
+    fn restore(&self, key: &GraphKey, job: &Job) -> Result<(), Done> {
+        let fail = |e: String| Done::Failed(format!("cannot start graph {key} from a backup: {e}"));
+        let req: crate::wire::StartGraphRequest = serde_json::from_slice(job.payload.as_bytes())
+            .map_err(|e| fail(format!("the start request: {e}")))?;
+        let Some(id) = req.graph_backup_id else {
+            return self.load_into(key, job);
+        };
+        let backups = self
+            .backups
+            .as_ref()
+            .ok_or_else(|| fail("this server keeps no backups".into()))?;
+        let id = JobId::parse(&id).map_err(|_| fail(format!("backup id {id:?} is malformed")))?;
+        let record = backups
+            .get(key.project.as_str(), id)
+            .filter(|r| r.graph == key.graph.as_str())
+            .ok_or_else(|| fail(format!("backup {id} is not found")))?;
+        let g = backups
+            .read_data(&record)
+            .map_err(|e| fail(format!("backup {id}: {e}")))?;
+        if job.token.is_void() {
+            return Err(Done::Voided);
+        }
+        self.replace(key, job, g)
+    }
+
     fn import(&self, key: &GraphKey, job: &Job) -> Result<(), Done> {
         let fail = |e: String| Done::Failed(format!("import into graph {key} failed: {e}"));
-        let spec = self.import_spec(job).map_err(|e| fail(e.to_string()))?;
+        let spec = self
+            .import_spec(key, job)
+            .map_err(|e| fail(e.to_string()))?;
         let base = self.data(key).unwrap_or_default();
         let control = JobControl {
             engine: &self.engine,
@@ -479,7 +608,7 @@ impl Inner {
         self.replace(key, job, g)
     }
 
-    fn import_spec(&self, job: &Job) -> Result<ImportSpec, StoreError> {
+    fn import_spec(&self, key: &GraphKey, job: &Job) -> Result<ImportSpec, StoreError> {
         let req: crate::wire::ImportGraphRequest =
             serde_json::from_slice(job.payload.as_bytes())
                 .map_err(|e| StoreError::Request(format!("the import request: {e}")))?;
@@ -544,8 +673,21 @@ impl Inner {
                 "trim_quote and delimiter must differ".into(),
             ));
         }
+        // A stored schema, named by its metadata_path, name or id, comes
+        // before a file of the import root.
+        let stored = req.schema_path.as_ref().and_then(|name| {
+            let path = self.schemas.as_ref()?.resolve(key.project.as_str(), name)?;
+            Some(Source {
+                name: name.clone(),
+                path,
+            })
+        });
+        let schema = match stored {
+            Some(s) => Some(s),
+            None => source(&req.schema_path)?,
+        };
         Ok(ImportSpec {
-            schema: source(&req.schema_path)?,
+            schema,
             vertices: source(&req.vertexset_path)?,
             edges: source(&req.edgeset_path)?,
             delimiter,
@@ -658,6 +800,73 @@ impl Inner {
                     *d = previous;
                 }
                 Err(Done::Voided)
+            }
+        }
+    }
+
+    /// Queues a backup registered as a host task.
+    pub(crate) fn submit_backup(&self, ticket: Job, data: Arc<GraphData>) -> Result<(), Box<Job>> {
+        let tx = self.backup_tx.lock().ok().and_then(|t| t.clone());
+        let queued = graph_lifecycle::SystemClock.now();
+        match tx {
+            Some(tx) => tx
+                .send(BackupJob {
+                    ticket,
+                    data,
+                    queued,
+                })
+                .map_err(|e| Box::new(e.0.ticket)),
+            None => Err(Box::new(ticket)),
+        }
+    }
+
+    fn run_backup(&self, job: BackupJob) {
+        let t = &job.ticket;
+        if self.hard_stop.load(Ordering::Acquire) {
+            let _ = self
+                .engine
+                .report(&t.task, Report::Failed("the host stopped".into()));
+            return;
+        }
+        let Some(backups) = &self.backups else {
+            let _ = self.engine.report(
+                &t.task,
+                Report::Failed("this server keeps no backups".into()),
+            );
+            return;
+        };
+        if t.token.is_void() || self.engine.report(&t.task, Report::Started).is_err() {
+            return;
+        }
+        let control = StoppingControl {
+            job: JobControl {
+                engine: &self.engine,
+                job: t,
+            },
+            hard_stop: &self.hard_stop,
+        };
+        let started = graph_lifecycle::SystemClock.now().max(job.queued);
+        match backups.write(t.key(), t.id(), started, &job.data, &control) {
+            Ok(record) => {
+                if self.engine.report(&t.task, Report::Succeeded).is_err()
+                    && let Ok(id) = JobId::parse(&record.id)
+                {
+                    // A forced restart failed the task meanwhile: the
+                    // backup goes with it.
+                    let _ = backups.remove(&record.project, id);
+                }
+            }
+            Err(StoreError::Cancelled) if !t.token.is_void() => {
+                let _ = self
+                    .engine
+                    .report(&t.task, Report::Failed("the host stopped".into()));
+            }
+            Err(StoreError::Cancelled) => {}
+            Err(e) => {
+                let _ = self.engine.report(
+                    &t.task,
+                    Report::Failed(reason(format!("the backup failed: {e}"))),
+                );
             }
         }
     }

@@ -23,6 +23,8 @@
 //! - [`gate`]: what every request passes before its handler: credential,
 //!   bounded body, signature, project scope.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`events`]: the event stream, `GET /v2/{project_id}/events`.
+//! - [`console`]: the web console, `/console/`.
 //! - [`config`]: the TOML configuration file.
 //! - [`host`]: the real engine host: workers that import, export, clear,
 //!   load and unload graph data (`graph-lifecycle-store`), and run
@@ -63,9 +65,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
+pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod error;
+pub mod events;
 pub mod gate;
 pub mod host;
 pub mod metrics;

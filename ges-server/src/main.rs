@@ -70,6 +70,22 @@ struct Args {
     /// ends. For tests and demos.
     #[arg(long)]
     in_memory: bool,
+    /// Run as this node of a replicated lifecycle (`docs/CLUSTER.md`);
+    /// its log is kept under the data directory.
+    #[arg(long, value_name = "ID")]
+    node_id: Option<u64>,
+    /// A node of the cluster, this one included: `ID=HOST:PORT` of its
+    /// node-to-node listener. Repeat for each (replaces the configured
+    /// peers).
+    #[arg(long = "peer", value_name = "ID=HOST:PORT")]
+    peers: Vec<String>,
+    /// The file holding the cluster key (the same on every node).
+    #[arg(long, value_name = "PATH")]
+    cluster_key_file: Option<std::path::PathBuf>,
+    /// Initialize the cluster with every peer as a voter (once, on one
+    /// node).
+    #[arg(long)]
+    bootstrap: bool,
 }
 
 fn kind_value<T: std::str::FromStr>(flag: &str, arg: &str) -> Result<(LifecycleKind, T), String> {
@@ -128,6 +144,25 @@ fn configure(args: Args) -> Result<Config, String> {
         cfg.simulation
             .set_timing(kind, JobTiming::new(t.duration_ms, steps));
     }
+    if let Some(id) = args.node_id {
+        cfg.cluster.node_id = Some(id);
+    }
+    if !args.peers.is_empty() {
+        cfg.cluster.peers.clear();
+        for p in &args.peers {
+            let (id, addr) = p
+                .split_once('=')
+                .filter(|(id, _)| id.parse::<u64>().is_ok())
+                .ok_or_else(|| format!("--peer {p:?}: expected ID=HOST:PORT"))?;
+            cfg.cluster.peers.insert(id.to_owned(), addr.to_owned());
+        }
+    }
+    if let Some(path) = args.cluster_key_file {
+        cfg.cluster.key_file = Some(path);
+    }
+    if args.bootstrap {
+        cfg.cluster.bootstrap = true;
+    }
     for arg in &args.token {
         // Projects hold no '=', tokens may.
         let (token, projects) = arg
@@ -145,8 +180,15 @@ fn configure(args: Args) -> Result<Config, String> {
 /// Logs to standard error: text or JSON lines, at the configured level
 /// unless `RUST_LOG` says otherwise.
 fn init_logging(cfg: &Config) {
+    // openraft reports every vote and heartbeat at `info`: a cluster
+    // node's log keeps its warnings unless the level names it.
+    let level = if cfg.log.level.contains("openraft") {
+        cfg.log.level.clone()
+    } else {
+        format!("{},openraft=warn", cfg.log.level)
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -175,12 +217,17 @@ fn main() -> ExitCode {
     } else {
         "http"
     };
-    let storage = if cfg.storage.in_memory {
+    let storage = if let Some(id) = cfg.cluster.node_id {
+        format!(
+            "cluster node {id}, its log in {}",
+            cfg.storage.dir.join("cluster").display()
+        )
+    } else if cfg.storage.in_memory {
         "in memory".to_owned()
     } else {
         format!("journal in {}", cfg.storage.dir.display())
     };
-    let sim = if cfg.simulation.enabled {
+    let sim = if cfg.simulation.enabled || cfg.cluster.enabled() {
         format!("simulated host with {} workers", cfg.simulation.workers)
     } else if cfg.store.enabled {
         format!(

@@ -63,6 +63,10 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The cluster node could not start: its `[cluster]` section, key
+    /// file, log, snapshot or listener (`docs/CLUSTER.md`).
+    #[error("cluster node: {0}")]
+    Cluster(String),
     /// Binding the socket, building the runtime or starting a thread
     /// failed.
     #[error("{what}: {source}")]
@@ -156,8 +160,28 @@ impl Server {
             Some(t) => Some(crate::tls::acceptor(t)?),
             None => None,
         };
+        let cluster = if cfg.cluster.enabled() {
+            if self.engine.is_some() {
+                return Err(ServerError::Cluster(
+                    "a cluster node's engine is the replicated one: an embedder's engine cannot be served with cluster.node_id".into(),
+                ));
+            }
+            Some(crate::cluster::ClusterMember::start(&cfg)?)
+        } else {
+            None
+        };
         let (engine, owned, journal) = match self.engine {
             Some(engine) => (engine, None, None),
+            // A cluster node serves the replicated engine; its own workers
+            // run the jobs of the graphs it owns.
+            None if cluster.is_some() => (
+                cluster
+                    .as_ref()
+                    .map(|c| c.api().node().machine().engine().clone())
+                    .expect("a cluster member"),
+                None,
+                None,
+            ),
             None if cfg.storage.in_memory => {
                 tracing::warn!(
                     "storage is in memory: every graph and job is lost when the process ends"
@@ -239,7 +263,9 @@ impl Server {
         state.max_live_jobs_per_project = cfg.engine.max_live_jobs_per_project;
         state.metrics = metrics.clone();
         state.store = store.as_ref().map(|h| h.inner().clone());
+        state.cluster = cluster.as_ref().map(|c| c.api().clone());
         Ok(BoundServer {
+            cluster,
             listener,
             metrics_listener,
             local_addr,
@@ -286,6 +312,7 @@ pub struct BoundServer {
     store: Option<StoreHost>,
     pump: Option<DeadlinePump>,
     journal: Option<graph_lifecycle_journal::Journal>,
+    cluster: Option<crate::cluster::ClusterMember>,
     metrics: Option<Arc<Metrics>>,
     metrics_stop: Arc<AtomicBool>,
     metrics_thread: Option<std::thread::JoinHandle<()>>,
@@ -332,6 +359,11 @@ impl BoundServer {
         &self.engine
     }
 
+    /// The cluster node this server runs as, if it is one.
+    pub fn cluster_node(&self) -> Option<&graph_lifecycle_raft::Node> {
+        self.cluster.as_ref().map(|c| c.api().node())
+    }
+
     /// Serves on this thread until `shutdown` completes, then shuts down
     /// gracefully (see the [module docs](self)).
     ///
@@ -359,6 +391,7 @@ impl BoundServer {
             store,
             pump,
             journal,
+            cluster,
             metrics,
             metrics_stop,
             metrics_thread,
@@ -389,6 +422,13 @@ impl BoundServer {
                 }
                 _ => None,
             };
+            // Event streams end when shutdown begins, so the drain does
+            // not wait for them.
+            let events = state.events.clone();
+            let shutdown = async move {
+                shutdown.await;
+                events.close();
+            };
             let app = crate::api::service(state);
             let drained = crate::conn::serve(listener, app, tls, limits, shutdown, grace).await;
             let _ = stop_metrics.send(());
@@ -408,6 +448,9 @@ impl BoundServer {
             .or_else(|| store.map(|h| h.stop(grace)));
         if let Some(p) = pump {
             p.stop();
+        }
+        if let Some(c) = cluster {
+            c.stop();
         }
         metrics_stop.store(true, std::sync::atomic::Ordering::Release);
         if let Some(t) = metrics_thread {
@@ -434,6 +477,7 @@ impl BoundServer {
         let addr = self.local_addr;
         let metrics_addr = self.metrics_addr();
         let engine = self.engine.clone();
+        let cluster = self.cluster_node().cloned();
         let thread = std::thread::Builder::new()
             .name("ges-server".to_owned())
             .spawn(move || {
@@ -446,6 +490,7 @@ impl BoundServer {
             addr,
             metrics_addr,
             engine,
+            cluster,
             stop: Some(tx),
             thread: Some(thread),
         })
@@ -459,6 +504,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     engine: Engine,
+    cluster: Option<graph_lifecycle_raft::Node>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<ShutdownReport, ServerError>>>,
 }
@@ -477,6 +523,11 @@ impl ServerHandle {
     /// The engine behind the API.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The cluster node this server runs as, if it is one.
+    pub fn cluster_node(&self) -> Option<&graph_lifecycle_raft::Node> {
+        self.cluster.as_ref()
     }
 
     /// Asks the server to shut down gracefully, without waiting.

@@ -7,10 +7,9 @@
 
 mod common;
 
+use common::sign::{authorization, sign};
 use graph_lifecycle::{ManualClock, Timestamp};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const AK: &str = "GESTESTAK0000EXAMPLE";
 const SK: &str = "GesTestSecretKey0000000000000000000EXAMPLE";
@@ -31,59 +30,6 @@ const SDK_CREATE_SIGNATURE: &str =
     "e0f49a6e42c0d461b4ec5b7d3a64b206c3451e1f0fd562354d9c3d6e07d6ca17";
 const SDK_LIST_SIGNATURE: &str = "bae4503d425b433976a51446cc81c0dbbc3a5f858eff0e03c4444dca05a9d835";
 const SIGNED: &str = "content-type;host;user-agent;x-project-id;x-sdk-date";
-
-fn hex_sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The signature of a request, per the wire contract.
-fn sign(
-    sk: &str,
-    date: &str,
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> String {
-    let mut uri: String = path.split('/').map(encode).collect::<Vec<_>>().join("/");
-    if !uri.ends_with('/') {
-        uri.push('/');
-    }
-    let mut q: Vec<(String, String)> = query.iter().map(|(k, v)| (encode(k), encode(v))).collect();
-    q.sort();
-    let q: Vec<String> = q.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut lines = String::new();
-    for (k, v) in headers {
-        lines.push_str(&format!("{k}:{}\n", v.trim()));
-    }
-    let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-    let canonical = format!(
-        "{method}\n{uri}\n{}\n{lines}\n{}\n{}",
-        q.join("&"),
-        names.join(";"),
-        hex_sha256(body)
-    );
-    let to_sign = format!(
-        "SDK-HMAC-SHA256\n{date}\n{}",
-        hex_sha256(canonical.as_bytes())
-    );
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(sk.as_bytes()).unwrap();
-    mac.update(to_sign.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 fn sdk_headers(project: &str, date: &'static str) -> Vec<(&'static str, String)> {
     vec![
@@ -140,10 +86,6 @@ impl Signed {
         let body = res.body_mut().read_to_string().unwrap_or_default();
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
-}
-
-fn authorization(ak: &str, signed: &str, signature: &str) -> String {
-    format!("SDK-HMAC-SHA256 Access={ak}, SignedHeaders={signed}, Signature={signature}")
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! JSON client over `ureq`.
 #![allow(dead_code)]
 
+pub mod sign;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

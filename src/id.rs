@@ -265,7 +265,7 @@ impl GraphKey {
     }
 }
 
-/// Writes [`GraphKey::hash64`]: one `u64`, whatever the ids' lengths.
+/// Writes the key's `hash64`: one `u64`, whatever the ids' lengths.
 impl Hash for GraphKey {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {

@@ -170,26 +170,19 @@ impl Server {
         } else {
             None
         };
-        let (engine, owned, journal) = match self.engine {
-            Some(engine) => (engine, None, None),
+        let (engine, owned, journal) = match (self.engine, &cluster) {
+            (Some(engine), _) => (engine, None, None),
             // A cluster node serves the replicated engine; its own workers
             // run the jobs of the graphs it owns.
-            None if cluster.is_some() => (
-                cluster
-                    .as_ref()
-                    .map(|c| c.api().node().machine().engine().clone())
-                    .expect("a cluster member"),
-                None,
-                None,
-            ),
-            None if cfg.storage.in_memory => {
+            (None, Some(c)) => (c.api().node().machine().engine().clone(), None, None),
+            (None, None) if cfg.storage.in_memory => {
                 tracing::warn!(
                     "storage is in memory: every graph and job is lost when the process ends"
                 );
                 let (engine, jobs) = Engine::builder().config(cfg.engine_config()).build();
                 (engine, Some(jobs), None)
             }
-            None => {
+            (None, None) => {
                 let dir = &cfg.storage.dir;
                 let storage = graph_lifecycle_journal::FileStorage::open(dir)?;
                 let options =

@@ -1,5 +1,5 @@
 //! `ges-server` as a node of a replicated lifecycle (`docs/CLUSTER.md`,
-//! "ges-server as a node", and `docs/REST.md`, section 17).
+//! "ges-server as a node", and `docs/REST.md`, section 18).
 //!
 //! With a `[cluster]` section (or `--node-id`), the server does not keep
 //! its own engine: it starts a [`graph_lifecycle_raft::Node`] on the data

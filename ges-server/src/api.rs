@@ -125,6 +125,27 @@ impl ApiState {
         }
     }
 
+    /// Registers a host task (an algorithm run, a backup) with the
+    /// request's `Idempotency-Key`, if any. Returns the task's id, and its
+    /// ticket when a worker should take it: a retry gets the first
+    /// registration's task back, already with a worker or ended unless it
+    /// still waits (a worker that finds it started already drops it, since
+    /// the core refuses a second `Started`).
+    pub(crate) fn register_host_task(
+        &self,
+        key: &GraphKey,
+        retry: Option<RequestId>,
+        spec: graph_lifecycle::TaskSpec,
+    ) -> Result<(JobId, Option<graph_lifecycle::Job>), ApiError> {
+        let ticket = self.engine.request(retry).register_task(key, spec)?;
+        let id = ticket.id();
+        let waits = self
+            .engine
+            .task(key, id)
+            .is_ok_and(|t| t.status == graph_lifecycle::TaskStatus::Pending);
+        Ok((id, waits.then_some(ticket)))
+    }
+
     /// A request refused 401: logged with the client's address (never its
     /// credential), and counted.
     pub(crate) fn auth_failed(&self, parts: &Parts, e: &crate::auth::AuthError) {

@@ -45,7 +45,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiState, GraphPath, ProjectPath, Query, json_response, path_param, raw_params};
+use crate::api::{
+    ApiState, GraphPath, Idempotency, ProjectPath, Query, json_response, path_param, raw_params,
+};
 use crate::error::{ApiError, codes};
 
 /// The host task kind of a backup, as the task center shows it.
@@ -570,6 +572,7 @@ fn not_found(project: &str, id: JobId) -> ApiError {
 async fn create_backup(
     State(st): State<Arc<ApiState>>,
     GraphPath(key): GraphPath,
+    Idempotency(retry): Idempotency,
 ) -> Result<Response, ApiError> {
     let (host, b) = backups(&st)?;
     let handle = st.engine.graph(&key)?;
@@ -600,9 +603,10 @@ async fn create_backup(
     }
     st.job_quota(&key.project)?;
     let kind = HostKind::new(BACKUP_TASK_KIND)?;
-    let ticket = st.engine.register_task(&key, TaskSpec::new(kind))?;
-    let id = ticket.id();
-    if let Err(ticket) = host.submit_backup(ticket, data) {
+    let (id, ticket) = st.register_host_task(&key, retry, TaskSpec::new(kind))?;
+    if let Some(ticket) = ticket
+        && let Err(ticket) = host.submit_backup(ticket, data)
+    {
         let _ = st.engine.report(
             &ticket.task,
             graph_lifecycle::Report::Failed("the server is stopping".into()),

@@ -33,7 +33,7 @@ use graph_lifecycle_store::{Control, GraphData, NoControl, StoreError, Value};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::api::{ApiState, Query, ReqBody, json_response, path_param, raw_params};
+use crate::api::{ApiState, Idempotency, Query, ReqBody, json_response, path_param, raw_params};
 use crate::error::{ApiError, codes};
 use crate::host::Inner;
 
@@ -508,6 +508,7 @@ fn page_params(q: &Query) -> Result<(usize, usize), ApiError> {
 async fn action(
     State(st): State<Arc<ApiState>>,
     ServicePath(key): ServicePath,
+    Idempotency(retry): Idempotency,
     q: Query,
     body: ReqBody,
 ) -> Result<Response, ApiError> {
@@ -558,11 +559,11 @@ async fn action(
     }
     st.job_quota(&key.project)?;
     let kind = HostKind::new(run.name())?;
-    let ticket = st
-        .engine
-        .register_task(&key, TaskSpec::new(kind).payload(body.0.to_vec()))?;
-    let id = ticket.id();
-    if let Err(ticket) = host.submit(ticket, run, g) {
+    let (id, ticket) =
+        st.register_host_task(&key, retry, TaskSpec::new(kind).payload(body.0.to_vec()))?;
+    if let Some(ticket) = ticket
+        && let Err(ticket) = host.submit(ticket, run, g)
+    {
         let _ = st.engine.report(
             &ticket.task,
             graph_lifecycle::Report::Failed("the server is stopping".into()),

@@ -696,3 +696,58 @@ fn hostile_ids_names_schemas_and_pages_are_refused_in_ges_error_bodies() {
         .get("/v2/demo/graphs/backups")
         .assert_error(403, "GES.8006");
 }
+
+/// A backup or an algorithm run sent again with the same
+/// `Idempotency-Key` (a client that lost the first answer) gets the first
+/// one's job back, and runs once.
+#[test]
+fn a_retried_backup_or_algorithm_run_gets_the_first_job_back() {
+    let rig = Rig::new(none);
+    rig.sample_graph("movies");
+    let retrying = rig.c.with_header("Idempotency-Key", "backup-once");
+    let first = retrying.post_empty("/v2/demo/graphs/movies/backups").ok()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = retrying.post_empty("/v2/demo/graphs/movies/backups").ok()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(again, first);
+    rig.succeeds("movies", &first);
+    // And after it ended, still the same job, not a second backup.
+    let late = retrying.post_empty("/v2/demo/graphs/movies/backups").ok()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(late, first);
+    assert_eq!(
+        rig.backup_ids("/v2/demo/graphs/movies/backups"),
+        [first.as_str()]
+    );
+
+    let run = rig.c.with_header("Idempotency-Key", "pagerank-once");
+    let path = "/ges/v1.0/demo/graphs/movies/action?action_id=execute-algorithm";
+    let body = json!({"algorithmName": "pagerank", "parameters": {"alpha": 0.85, "convergence": 0.00001, "max_iterations": 20}});
+    let a = run.post(path, body.clone()).ok();
+    let b = run.post(path, body).ok();
+    let job = |v: &Value| {
+        v["jobId"]
+            .as_str()
+            .or(v["job_id"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no job id in {v}"))
+    };
+    assert_eq!(job(&a), job(&b));
+    let tasks = rig
+        .c
+        .get("/v2/demo/graphs/jobs?graph_name=movies&limit=100")
+        .ok();
+    let runs = tasks["job_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["job_name"] == "pagerank")
+        .count();
+    assert_eq!(runs, 1, "{tasks}");
+}

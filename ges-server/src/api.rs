@@ -515,6 +515,16 @@ pub(crate) fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'
         .ok_or_else(|| ApiError::internal(format!("the route has no {name} parameter")))
 }
 
+/// The validated graph key of the path: `{project_id}` and the graph
+/// parameter `graph` (`graph_id` on the management plane, `graph_name` on
+/// the service plane).
+pub(crate) fn path_key(params: &RawPathParams, graph: &str) -> Result<GraphKey, ApiError> {
+    Ok(GraphKey::parse(
+        path_param(params, "project_id")?,
+        path_param(params, graph)?,
+    )?)
+}
+
 pub(crate) async fn raw_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
     RawPathParams::from_request_parts(parts, &())
         .await
@@ -544,10 +554,7 @@ impl<S: Send + Sync> FromRequestParts<S> for GraphPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let params = raw_params(parts).await?;
-        let key = GraphKey::parse(
-            path_param(&params, "project_id")?,
-            path_param(&params, "graph_id")?,
-        )?;
+        let key = path_key(&params, "graph_id")?;
         Ok(GraphPath(key))
     }
 }
@@ -560,10 +567,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let params = raw_params(parts).await?;
-        let key = GraphKey::parse(
-            path_param(&params, "project_id")?,
-            path_param(&params, "graph_id")?,
-        )?;
+        let key = path_key(&params, "graph_id")?;
         let job = JobId::parse(path_param(&params, "job_id")?)?;
         Ok(JobPath(key, job))
     }

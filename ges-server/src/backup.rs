@@ -533,10 +533,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BackupPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let params = raw_params(parts).await?;
-        let key = GraphKey::parse(
-            path_param(&params, "project_id")?,
-            path_param(&params, "graph_id")?,
-        )?;
+        let key = crate::api::path_key(&params, "graph_id")?;
         Ok(BackupPath(
             key,
             parse_backup_id(path_param(&params, "backup_id")?)?,

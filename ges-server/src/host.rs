@@ -820,14 +820,22 @@ impl Inner {
         }
     }
 
-    fn run_backup(&self, job: BackupJob) {
-        let t = &job.ticket;
+    /// Whether a worker goes on with host task `t`: not if the host is
+    /// stopping hard (the task fails), nor if the task was voided or has
+    /// started already (a retry's second ticket: the core refuses its
+    /// `Started`).
+    fn start_host_task(&self, t: &Job) -> bool {
         if self.hard_stop.load(Ordering::Acquire) {
             let _ = self
                 .engine
                 .report(&t.task, Report::Failed("the host stopped".into()));
-            return;
+            return false;
         }
+        !t.token.is_void() && self.engine.report(&t.task, Report::Started).is_ok()
+    }
+
+    fn run_backup(&self, job: BackupJob) {
+        let t = &job.ticket;
         let Some(backups) = &self.backups else {
             let _ = self.engine.report(
                 &t.task,
@@ -835,7 +843,7 @@ impl Inner {
             );
             return;
         };
-        if t.token.is_void() || self.engine.report(&t.task, Report::Started).is_err() {
+        if !self.start_host_task(t) {
             return;
         }
         let control = StoppingControl {
@@ -889,13 +897,7 @@ impl Inner {
 
     fn run_algorithm(&self, job: AlgoJob) {
         let t = &job.ticket;
-        if self.hard_stop.load(Ordering::Acquire) {
-            let _ = self
-                .engine
-                .report(&t.task, Report::Failed("the host stopped".into()));
-            return;
-        }
-        if t.token.is_void() || self.engine.report(&t.task, Report::Started).is_err() {
+        if !self.start_host_task(t) {
             return;
         }
         let control = JobControl {

@@ -68,10 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let params = raw_params(parts).await?;
-        Ok(ServicePath(GraphKey::parse(
-            path_param(&params, "project_id")?,
-            path_param(&params, "graph_name")?,
-        )?))
+        Ok(ServicePath(crate::api::path_key(&params, "graph_name")?))
     }
 }
 
@@ -83,10 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ServiceJobPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let params = raw_params(parts).await?;
-        let key = GraphKey::parse(
-            path_param(&params, "project_id")?,
-            path_param(&params, "graph_name")?,
-        )?;
+        let key = crate::api::path_key(&params, "graph_name")?;
         Ok(ServiceJobPath(
             key,
             JobId::parse(path_param(&params, "job_id")?)?,

@@ -18,14 +18,6 @@ const P: &str = "/v2/demo/graphs";
 const AK: &str = "CLUSTERTESTAK0EXAMPLE";
 const SK: &str = "ClusterTestSecretKey0000000000000EXAMPLE";
 
-/// A port nobody listens on now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 struct Cluster {
     _dir: tempfile::TempDir,
     servers: BTreeMap<u64, ServerHandle>,
@@ -34,59 +26,22 @@ struct Cluster {
 impl Cluster {
     fn start(n: u64) -> Cluster {
         let dir = tempfile::tempdir().expect("a scratch directory");
-        let key_file = dir.path().join("cluster.key");
-        std::fs::write(&key_file, "a-cluster-key-for-the-tests-0123456789").unwrap();
-        let peers: BTreeMap<String, String> = (1..=n)
-            .map(|id| (id.to_string(), format!("127.0.0.1:{}", free_port())))
-            .collect();
-        let servers = (1..=n)
-            .map(|id| {
-                let mut cfg = common::config("");
-                cfg.storage.in_memory = false;
-                cfg.storage.dir = dir.path().join(format!("node{id}"));
-                // Long enough that the forced restart always finds it.
-                cfg.simulation.import = ges_server::config::JobTiming::new(60_000, 60);
-                cfg.auth.access_keys.push(AccessKeyEntry {
-                    ak: AK.to_owned(),
-                    sk: SK.to_owned(),
-                    projects: vec!["demo".to_owned()],
-                });
-                let c = &mut cfg.cluster;
-                c.node_id = Some(id);
-                c.peers = peers.clone();
-                c.key_file = Some(key_file.clone());
-                c.bootstrap = id == 1;
-                let server = Server::new(cfg)
-                    .bind()
-                    .expect("a cluster node")
-                    .spawn()
-                    .expect("spawn");
-                (id, server)
-            })
-            .collect();
+        let servers = common::cluster::start(n, dir.path(), |_, cfg| {
+            // Long enough that the forced restart always finds it.
+            cfg.simulation.import = ges_server::config::JobTiming::new(60_000, 60);
+            cfg.auth.access_keys.push(AccessKeyEntry {
+                ak: AK.to_owned(),
+                sk: SK.to_owned(),
+                projects: vec!["demo".to_owned()],
+            });
+        });
         Cluster { _dir: dir, servers }
     }
 
     /// The leader every running node names, once they agree and each
-    /// dispatches (its "node up" entry has run recovery on what it owns,
-    /// so that it hands the jobs of its graphs to its workers).
+    /// dispatches.
     fn leader(&self) -> u64 {
-        wait_long(30, || {
-            let named: Vec<Option<u64>> = self
-                .servers
-                .values()
-                .map(|s| {
-                    let n = s.cluster_node()?;
-                    n.status().dispatching.then(|| n.leader()).flatten()
-                })
-                .collect();
-            let first = named.first().copied().flatten()?;
-            named
-                .iter()
-                .all(|l| *l == Some(first))
-                .then_some(first)
-                .filter(|l| self.servers.contains_key(l))
-        })
+        common::cluster::agreed_leader(&self.servers)
     }
 
     fn client(&self, id: u64) -> Client {
@@ -318,9 +273,10 @@ fn a_cluster_node_is_refused_without_its_key_file_or_with_in_memory_storage() {
     let mut cfg = common::config("");
     cfg.storage.in_memory = false;
     cfg.cluster.node_id = Some(1);
-    cfg.cluster
-        .peers
-        .insert("1".to_owned(), format!("127.0.0.1:{}", free_port()));
+    cfg.cluster.peers.insert(
+        "1".to_owned(),
+        format!("127.0.0.1:{}", common::cluster::free_port()),
+    );
     let e = Server::new(cfg.clone()).bind().unwrap_err().to_string();
     assert!(e.contains("cluster.key_file"), "{e}");
     cfg.cluster.key_file = Some("/nonexistent/cluster.key".into());

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -419,53 +418,6 @@ async fn drive(client: &Client, base: &str, server: &ServerHandle) -> Vec<u8> {
     shot
 }
 
-/// `n` servers as the nodes of one cluster on loopback, as
-/// `tests/cluster.rs` starts them; node 1 bootstraps it.
-fn start_cluster(n: u64, dir: &Path) -> BTreeMap<u64, ServerHandle> {
-    let key_file = dir.join("cluster.key");
-    std::fs::write(&key_file, "a-cluster-key-for-the-tests-0123456789").unwrap();
-    let peers: BTreeMap<String, String> = (1..=n)
-        .map(|id| (id.to_string(), format!("127.0.0.1:{}", free_port())))
-        .collect();
-    (1..=n)
-        .map(|id| {
-            let mut cfg = common::config("");
-            cfg.storage.in_memory = false;
-            cfg.storage.dir = dir.join(format!("node{id}"));
-            let c = &mut cfg.cluster;
-            c.node_id = Some(id);
-            c.peers = peers.clone();
-            c.key_file = Some(key_file.clone());
-            c.bootstrap = id == 1;
-            let server = Server::new(cfg)
-                .bind()
-                .expect("a cluster node")
-                .spawn()
-                .expect("spawn");
-            (id, server)
-        })
-        .collect()
-}
-
-/// The leader every node names, once they agree and each dispatches.
-fn agreed_leader(servers: &BTreeMap<u64, ServerHandle>) -> u64 {
-    common::wait_long(60, || {
-        let named: Vec<Option<u64>> = servers
-            .values()
-            .map(|s| {
-                let n = s.cluster_node()?;
-                n.status().dispatching.then(|| n.leader()).flatten()
-            })
-            .collect();
-        let first = named.first().copied().flatten()?;
-        named
-            .iter()
-            .all(|l| *l == Some(first))
-            .then_some(first)
-            .filter(|l| servers.contains_key(l))
-    })
-}
-
 #[test]
 fn the_console_shows_the_cluster_nodes_in_a_real_browser() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -473,8 +425,8 @@ fn the_console_shows_the_cluster_nodes_in_a_real_browser() {
         return;
     };
     let dir = tempfile::tempdir().expect("a scratch directory");
-    let servers = start_cluster(3, dir.path());
-    let leader = agreed_leader(&servers);
+    let servers = common::cluster::start(3, dir.path(), |_, _| {});
+    let leader = common::cluster::agreed_leader(&servers);
     let me = *servers.keys().find(|id| **id != leader).unwrap();
     let base = format!("http://{}", servers[&me].local_addr());
 

@@ -3,6 +3,7 @@
 //! JSON client over `ureq`.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sign;
 
 use std::io::{Read, Write};

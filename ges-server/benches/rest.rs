@@ -62,6 +62,9 @@
 //!
 //! `docs/BENCHMARKS.md`, "The REST path", has the figures.
 
+#[path = "../tests/common/sign.rs"]
+mod sign;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,10 +78,8 @@ use axum::routing::{get, post};
 use ges_server::conn::ConnLimits;
 use ges_server::{Config, Server, ServerHandle};
 use graph_lifecycle::{Engine, GraphKey, JobId};
-use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
 
 const PROJECT: &str = "demo";
 const TOKEN: &str = "bench-token";
@@ -212,47 +213,16 @@ impl Shot {
     }
 }
 
-fn hex_sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// Percent-encoding of the SDK's signer: all but `A-Z a-z 0-9 - _ . ~`.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The `Authorization` value of a request without a query, per the wire
-/// contract (`docs/REST.md`, section 5).
+/// The `Authorization` value of a request without a query, signed by the
+/// tests' signer (`tests/common/sign.rs`, written from the wire contract
+/// and checked against the official SDK's signatures).
 fn authorization(date: &str, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> String {
-    let mut uri: String = path.split('/').map(encode).collect::<Vec<_>>().join("/");
-    if !uri.ends_with('/') {
-        uri.push('/');
-    }
-    let mut lines = String::new();
-    for name in SIGNED_HEADERS.split(';') {
-        let value = headers[name].to_str().expect("ASCII");
-        lines.push_str(&format!("{name}:{}\n", value.trim()));
-    }
-    let canonical = format!(
-        "{method}\n{uri}\n\n{lines}\n{SIGNED_HEADERS}\n{}",
-        hex_sha256(body)
-    );
-    let to_sign = format!(
-        "SDK-HMAC-SHA256\n{date}\n{}",
-        hex_sha256(canonical.as_bytes())
-    );
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SK.as_bytes()).expect("a key");
-    mac.update(to_sign.as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
-    format!("SDK-HMAC-SHA256 Access={AK}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}")
+    let signed: Vec<(&str, &str)> = SIGNED_HEADERS
+        .split(';')
+        .map(|name| (name, headers[name].to_str().expect("ASCII")))
+        .collect();
+    let signature = sign::sign(SK, date, method, path, &[], &signed, body);
+    sign::authorization(AK, SIGNED_HEADERS, &signature)
 }
 
 /// Now, as `X-Sdk-Date`.

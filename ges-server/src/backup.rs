@@ -156,13 +156,53 @@ fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Files kept per project under a root, a manifest beside each (backups,
+/// schemas), with a bound per project and one lock held while they are
+/// listed, added or removed.
+#[derive(Debug)]
+pub(crate) struct Shelf {
+    root: PathBuf,
+    lock: Mutex<()>,
+    max_per_project: usize,
+}
+
+impl Shelf {
+    /// A shelf under `root`, at most `max_per_project` entries a project.
+    pub(crate) fn new(root: PathBuf, max_per_project: usize) -> Self {
+        Self {
+            root,
+            lock: Mutex::new(()),
+            max_per_project,
+        }
+    }
+
+    /// The shelf's lock.
+    pub(crate) fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The root, holding a folder per project.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The project's folder.
+    pub(crate) fn dir(&self, project: &str) -> PathBuf {
+        self.root.join(project)
+    }
+
+    /// Most entries one project keeps.
+    pub(crate) fn max_per_project(&self) -> usize {
+        self.max_per_project
+    }
+}
+
 /// The backups under `<data dir>/backups`.
 #[derive(Debug)]
 pub(crate) struct Backups {
-    root: PathBuf,
-    /// Held while backups are listed, added or removed.
-    lock: Mutex<()>,
-    max_per_project: usize,
+    shelf: Shelf,
     bytes_per_sec: Option<u64>,
 }
 
@@ -171,37 +211,25 @@ impl Backups {
     /// written at most `bytes_per_sec` (if bounded).
     pub(crate) fn new(root: PathBuf, max_per_project: usize, bytes_per_sec: Option<u64>) -> Self {
         Self {
-            root,
-            lock: Mutex::new(()),
-            max_per_project,
+            shelf: Shelf::new(root, max_per_project),
             bytes_per_sec,
         }
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn dir(&self, project: &str) -> PathBuf {
-        self.root.join(project)
-    }
-
     /// Most backups one project keeps.
     pub(crate) fn max_per_project(&self) -> usize {
-        self.max_per_project
+        self.shelf.max_per_project()
     }
 
     /// Every complete backup of `project` (of `graph` only, if given),
     /// oldest first. A damaged manifest is logged and skipped.
     pub(crate) fn list(&self, project: &str, graph: Option<&str>) -> Vec<BackupRecord> {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         self.scan(project, graph)
     }
 
     fn scan(&self, project: &str, graph: Option<&str>) -> Vec<BackupRecord> {
-        let dir = self.dir(project);
+        let dir = self.shelf.dir(project);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -239,8 +267,8 @@ impl Backups {
 
     /// One backup of `project`.
     pub(crate) fn get(&self, project: &str, id: JobId) -> Option<BackupRecord> {
-        let _g = self.guard();
-        let path = self.dir(project).join(format!("{id}.json"));
+        let _g = self.shelf.guard();
+        let path = self.shelf.dir(project).join(format!("{id}.json"));
         read_manifest::<BackupRecord>(&path)
             .ok()
             .flatten()
@@ -248,7 +276,7 @@ impl Backups {
     }
 
     fn remove_files(&self, project: &str, id: &str) -> io::Result<()> {
-        let dir = self.dir(project);
+        let dir = self.shelf.dir(project);
         // The manifest first: without it the data is never listed.
         remove_file(&dir.join(format!("{id}.json")))?;
         remove_file(&dir.join(format!("{id}.gls")))?;
@@ -260,7 +288,7 @@ impl Backups {
         let Some(r) = self.get(project, id) else {
             return Ok(false);
         };
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         self.remove_files(project, &r.id)?;
         Ok(true)
     }
@@ -268,7 +296,7 @@ impl Backups {
     /// Removes every backup of a graph (the graph was deleted without
     /// `keep_backup`).
     pub(crate) fn remove_graph(&self, key: &GraphKey) {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         for r in self.scan(key.project.as_str(), Some(key.graph.as_str())) {
             if let Err(e) = self.remove_files(&r.project, &r.id) {
                 tracing::warn!(graph = %key, backup = %r.id, error = %e, "a backup of the removed graph could not be deleted");
@@ -280,7 +308,7 @@ impl Backups {
     /// [`StoreError::Corrupt`].
     pub(crate) fn read_data(&self, r: &BackupRecord) -> Result<GraphData, StoreError> {
         let shown = format!("backup {}", r.id);
-        let path = self.dir(&r.project).join(format!("{}.gls", r.id));
+        let path = self.shelf.dir(&r.project).join(format!("{}.gls", r.id));
         let bytes = fs::read(&path).map_err(io_error("read", shown.clone()))?;
         if bytes.len() as u64 != r.size {
             return Err(StoreError::Corrupt {
@@ -308,7 +336,7 @@ impl Backups {
         control: &dyn Control,
     ) -> Result<BackupRecord, StoreError> {
         let project = key.project.as_str();
-        let dir = self.dir(project);
+        let dir = self.shelf.dir(project);
         let shown = format!("backup {id}");
         fs::create_dir_all(&dir).map_err(io_error("create", shown.clone()))?;
         let tmp = dir.join(format!("tmp-{id}.gls"));
@@ -318,7 +346,7 @@ impl Backups {
                 if control.is_cancelled() {
                     return Err(StoreError::Cancelled);
                 }
-                let _g = self.guard();
+                let _g = self.shelf.guard();
                 fs::rename(&tmp, dir.join(format!("{id}.gls")))
                     .map_err(io_error("rename", shown.clone()))?;
                 let end = SystemClock.now();
@@ -383,9 +411,9 @@ impl Backups {
     /// manifest, and backups whose task the core knows did not succeed
     /// go. Returns how many files were removed.
     pub(crate) fn recover(&self, engine: &Engine) -> usize {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         let mut removed = 0;
-        let Ok(projects) = fs::read_dir(&self.root) else {
+        let Ok(projects) = fs::read_dir(self.shelf.root()) else {
             return 0;
         };
         for p in projects.filter_map(Result::ok) {

@@ -18,7 +18,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -35,7 +35,7 @@ use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiState, ProjectPath, Query, ReqBody, json_response, path_param, raw_params};
-use crate::backup::{read_manifest, sync_dir, write_atomic, write_manifest};
+use crate::backup::{Shelf, read_manifest, sync_dir, write_atomic, write_manifest};
 use crate::error::{ApiError, codes};
 
 /// Longest schema name, in bytes.
@@ -79,38 +79,24 @@ impl SchemaRecord {
 /// The stored schemas, under `<data dir>/metadatas`.
 #[derive(Debug)]
 pub(crate) struct Schemas {
-    root: PathBuf,
-    lock: Mutex<()>,
-    max_per_project: usize,
+    shelf: Shelf,
 }
 
 impl Schemas {
     /// The schemas kept under `root`, at most `max_per_project` a project.
     pub(crate) fn new(root: PathBuf, max_per_project: usize) -> Self {
         Self {
-            root,
-            lock: Mutex::new(()),
-            max_per_project,
+            shelf: Shelf::new(root, max_per_project),
         }
-    }
-
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn dir(&self, project: &str) -> PathBuf {
-        self.root.join(project)
     }
 
     /// Most schemas one project keeps.
     pub(crate) fn max_per_project(&self) -> usize {
-        self.max_per_project
+        self.shelf.max_per_project()
     }
 
     fn scan(&self, project: &str) -> Vec<SchemaRecord> {
-        let Ok(entries) = fs::read_dir(self.dir(project)) else {
+        let Ok(entries) = fs::read_dir(self.shelf.dir(project)) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -138,14 +124,14 @@ impl Schemas {
 
     /// The project's schemas, oldest first.
     pub(crate) fn list(&self, project: &str) -> Vec<SchemaRecord> {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         self.scan(project)
     }
 
     /// One schema by id.
     fn get(&self, project: &str, id: JobId) -> Option<SchemaRecord> {
-        let _g = self.guard();
-        read_manifest::<SchemaRecord>(&self.dir(project).join(format!("{id}.json")))
+        let _g = self.shelf.guard();
+        read_manifest::<SchemaRecord>(&self.shelf.dir(project).join(format!("{id}.json")))
             .ok()
             .flatten()
             .filter(|r| r.id == id.to_string())
@@ -153,7 +139,8 @@ impl Schemas {
 
     /// The stored XML of a schema, checked against its digest.
     fn xml(&self, project: &str, r: &SchemaRecord) -> Result<String, String> {
-        let bytes = fs::read(self.dir(project).join(r.xml_name())).map_err(|e| e.to_string())?;
+        let bytes =
+            fs::read(self.shelf.dir(project).join(r.xml_name())).map_err(|e| e.to_string())?;
         if hex::encode(Sha256::digest(&bytes)) != r.xml_sha256 {
             return Err("its metadata file's checksum does not match".into());
         }
@@ -163,7 +150,7 @@ impl Schemas {
     /// The metadata file an import's `schema_path` names, if it names a
     /// stored schema (by `metadata_path`, name or id).
     pub(crate) fn resolve(&self, project: &str, schema_path: &str) -> Option<PathBuf> {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         let all = self.scan(project);
         let r = all
             .iter()
@@ -172,7 +159,7 @@ impl Schemas {
                 all.iter()
                     .find(|r| r.name == schema_path || r.id == schema_path)
             })?;
-        Some(self.dir(project).join(r.xml_name()))
+        Some(self.shelf.dir(project).join(r.xml_name()))
     }
 
     /// Stores a schema; with `overwrite`, replaces the one of the same name.
@@ -182,7 +169,7 @@ impl Schemas {
         new: NewSchema,
         overwrite: bool,
     ) -> Result<SchemaRecord, ApiError> {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         let all = self.scan(project);
         let now = SystemClock.now();
         let existing = all.iter().find(|r| r.name == new.name);
@@ -195,14 +182,14 @@ impl Schemas {
             }
             Some(r) => (r.id.clone(), r.created_ms),
             None => {
-                if all.len() >= self.max_per_project {
+                if all.len() >= self.shelf.max_per_project() {
                     return Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         codes::PROJECT_QUOTA,
                         format!(
                             "project {project} keeps {} schemas, its quota is {}: delete one first",
                             all.len(),
-                            self.max_per_project
+                            self.shelf.max_per_project()
                         ),
                     ));
                 }
@@ -218,7 +205,7 @@ impl Schemas {
             updated_ms: now.as_millis(),
             xml_sha256: hex::encode(Sha256::digest(new.xml.as_bytes())),
         };
-        let dir = self.dir(project);
+        let dir = self.shelf.dir(project);
         let stored = write_atomic(&dir, &record.xml_name(), new.xml.as_bytes())
             .and_then(|()| write_manifest(&dir, &format!("{}.json", record.id), &record));
         if let Err(e) = stored {
@@ -238,8 +225,8 @@ impl Schemas {
         let Some(r) = self.get(project, id) else {
             return Ok(false);
         };
-        let _g = self.guard();
-        let dir = self.dir(project);
+        let _g = self.shelf.guard();
+        let dir = self.shelf.dir(project);
         fs::remove_file(dir.join(format!("{}.json", r.id)))?;
         let _ = fs::remove_file(dir.join(r.xml_name()));
         sync_dir(&dir)?;
@@ -249,9 +236,9 @@ impl Schemas {
     /// Settles what a crash left: temporary files and metadata files no
     /// manifest names go. Returns how many files were removed.
     pub(crate) fn recover(&self) -> usize {
-        let _g = self.guard();
+        let _g = self.shelf.guard();
         let mut removed = 0;
-        let Ok(projects) = fs::read_dir(&self.root) else {
+        let Ok(projects) = fs::read_dir(self.shelf.root()) else {
             return 0;
         };
         for p in projects.filter_map(Result::ok) {

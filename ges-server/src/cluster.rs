@@ -451,32 +451,37 @@ pub(crate) async fn status(
         ));
     };
     let s = c.node.status();
-    let cluster = c.node.machine().cluster();
     let peers = &c.node.config().peers;
-    let mut ids: Vec<NodeId> = peers.keys().copied().collect();
-    ids.extend(cluster.nodes.keys().copied());
-    ids.extend(s.voters.iter().copied());
-    ids.sort_unstable();
-    ids.dedup();
-    let nodes: Vec<NodeView> = ids
-        .into_iter()
-        .map(|id| {
-            let record = cluster.nodes.get(&id);
-            NodeView {
-                id,
-                rpc: peers.get(&id).map(|a| a.rpc.clone()).unwrap_or_default(),
-                live: record.is_some_and(|r| r.live),
-                incarnation: record.map_or(0, |r| r.incarnation),
-                leader: s.leader == Some(id),
-                graphs: cluster
-                    .owners
-                    .iter()
-                    .filter(|(k, owner)| k.project == project && **owner == Some(id))
-                    .map(|(k, _)| k.graph.to_string())
-                    .collect(),
+    // Under the state machine's read lock, briefly: one pass over the
+    // owners, no copy of the cluster's state.
+    let nodes: Vec<NodeView> = c.node.machine().with_cluster(|cluster| {
+        let mut graphs: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        for (k, owner) in &cluster.owners {
+            if let Some(id) = owner
+                && k.project == project
+            {
+                graphs.entry(*id).or_default().push(k.graph.to_string());
             }
-        })
-        .collect();
+        }
+        let mut ids: Vec<NodeId> = peers.keys().copied().collect();
+        ids.extend(cluster.nodes.keys().copied());
+        ids.extend(s.voters.iter().copied());
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| {
+                let record = cluster.nodes.get(&id);
+                NodeView {
+                    id,
+                    rpc: peers.get(&id).map(|a| a.rpc.clone()).unwrap_or_default(),
+                    live: record.is_some_and(|r| r.live),
+                    incarnation: record.map_or(0, |r| r.incarnation),
+                    leader: s.leader == Some(id),
+                    graphs: graphs.remove(&id).unwrap_or_default(),
+                }
+            })
+            .collect()
+    });
     Ok(crate::api::json_response(
         StatusCode::OK,
         &serde_json::json!({
